@@ -1,0 +1,63 @@
+"""Where data is read from and where derived files are written.
+
+Two roots, kept apart on purpose:
+
+* the **data root** holds raw files (MoleculeNet CSVs, ZINC SMILES, ChEMBL, STRING/GO). It may be
+  read-only (a shared mount, CI). Resolution order: explicit argument, ``$GNNPRETRAIN_DATA``, then a
+  ``shared/data`` folder beside or inside the repository checkout (the development layout), then
+  ``~/.gnnpretrain/data`` (where downloads go).
+* the **cache** holds processed tensors. It must be writable. Resolution order: explicit argument,
+  ``$GNNPRETRAIN_CACHE``, ``$XDG_CACHE_HOME/gnnpretrain``, ``~/.cache/gnnpretrain``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_ENV = "GNNPRETRAIN_DATA"
+CACHE_ENV = "GNNPRETRAIN_CACHE"
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def _candidates() -> list[Path]:
+    return [_REPO.parent / "shared" / "data", _REPO / "shared" / "data"]
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """Return the raw-data root (see module docstring for the resolution order)."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env).expanduser()
+    for cand in _candidates():
+        if cand.is_dir():
+            return cand
+    return Path.home() / ".gnnpretrain" / "data"
+
+
+def cache_dir(cache: str | os.PathLike | None = None) -> Path:
+    """Return the writable cache root for processed tensors, creating it if needed."""
+    if cache is not None:
+        path = Path(cache).expanduser()
+    elif os.environ.get(CACHE_ENV):
+        path = Path(os.environ[CACHE_ENV]).expanduser()
+    elif os.environ.get("XDG_CACHE_HOME"):
+        path = Path(os.environ["XDG_CACHE_HOME"]) / "gnnpretrain"
+    else:
+        path = Path.home() / ".cache" / "gnnpretrain"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def missing_file_message(path: Path, what: str, url: str | None = None) -> str:
+    """A uniform, actionable message for a raw file that is neither present nor downloadable."""
+    msg = (
+        f"{what}: raw file not found at {path}. Put the file there, or point the data root at a "
+        f"folder that has it (--data-root DIR or ${DATA_ENV}=DIR)."
+    )
+    if url:
+        msg += f" With internet access it is downloaded automatically from {url}."
+    return msg

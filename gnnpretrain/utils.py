@@ -1,0 +1,108 @@
+"""Small shared helpers: atomic writes, seeding, seed-range parsing, device resolution."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+
+def _atomic_replace(path: Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
+    """Write JSON so that readers never see a half-written file (write to temp, fsync, rename)."""
+    data = json.dumps(obj, indent=indent, sort_keys=False, default=_json_default).encode()
+    _atomic_replace(Path(path), lambda fh: fh.write(data + b"\n"))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    _atomic_replace(Path(path), lambda fh: fh.write(text.encode()))
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` that never leaves a truncated checkpoint behind if interrupted."""
+    _atomic_replace(Path(path), lambda fh: torch.save(obj, fh))
+
+
+def _json_default(o: Any):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) for reproducible runs."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def parse_seeds(spec: str | int | Iterable[int]) -> list[int]:
+    """Parse ``"0-9"``, ``"0,2,5"``, ``"3"`` or ``"0-2,7"`` into a sorted list of unique seeds."""
+    if isinstance(spec, int):
+        return [spec]
+    if not isinstance(spec, str):
+        return sorted(set(int(s) for s in spec))
+    seeds: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                lo_i, hi_i = int(lo), int(hi)
+                if hi_i < lo_i:
+                    raise ValueError
+                seeds.update(range(lo_i, hi_i + 1))
+            else:
+                seeds.add(int(part))
+        except ValueError:
+            raise ValueError(
+                f"invalid seed specification {spec!r}: expected integers and ranges like '0-9' or '0,3,5'"
+            ) from None
+    if not seeds:
+        raise ValueError(f"invalid seed specification {spec!r}: no seeds given")
+    return sorted(seeds)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when available, else CPU; anything else is validated."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+    return dev
