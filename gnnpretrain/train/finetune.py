@@ -1,0 +1,479 @@
+"""Fine-tuning on downstream graph classification tasks (the paper's protocol), with resumable seeds.
+
+The library API, used by ``scripts/finetune.py`` and by tools that run many fine-tunes in parallel:
+
+* :class:`FinetuneConfig` — every option, defaults = the paper's chem protocol (reference notes,
+  "Fine-tuning protocol": batch 32, 100 epochs, Adam lr 1e-3, weight decay 0, dropout 0.5, JK last,
+  mean pooling, 5 layers x 300, seeds 0-9, scaffold split).
+* :func:`build_model` — the *one* place that builds ``GNNGraphPred`` and loads a pre-trained encoder.
+* :func:`finetune_seed` ``(task, seed, config, device) -> dict`` — train one seed, return its record.
+* :func:`run_seed` ``(config, seed) -> dict`` — the same, with the resume check and the atomic write
+  of ``<output>/<dataset>/seed<k>.json``; safe to call from parallel processes for different seeds.
+* :func:`run_finetune` ``(config) -> dict`` — all seeds, then :func:`summarize` writes
+  ``summary.json`` (mean ± std over seeds of the test ROC-AUC at the last epoch *and* at the epoch
+  of best validation ROC-AUC) and returns it.
+
+Resume policy (decided here, documented in ``chem/README.md``): a finished seed file whose recorded
+config matches the current one on every option that changes results (see :data:`RESULT_KEYS`) is
+reused without retraining. If it differs, the default is a clear error naming the differing options
+(results of different experiments must never be averaged silently); ``overwrite=True``
+(``--overwrite``) recomputes that seed with a warning instead. Options that do not change results
+(device, output folder, worker count, progress bar, report mode, the list of seeds) are not compared.
+The pre-trained checkpoint is compared by content (SHA-256), so re-pre-training into the same path is
+detected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gnnpretrain.metrics import NoValidTaskError, masked_bce_with_logits, roc_auc_multitask
+from gnnpretrain.train.tasks import Task, get_task
+from gnnpretrain.utils import atomic_write_json, parse_seeds, resolve_device, seed_everything
+
+__all__ = [
+    "FinetuneConfig",
+    "RESULT_KEYS",
+    "REPORT_MODES",
+    "ConfigMismatchError",
+    "build_model",
+    "evaluate",
+    "finetune_seed",
+    "run_seed",
+    "run_finetune",
+    "summarize",
+    "seed_path",
+    "default_output",
+]
+
+REPORT_MODES = ("best-valid", "last")
+_REPO = Path(__file__).resolve().parents[2]
+RESULT_FORMAT = 1
+
+
+@dataclass
+class FinetuneConfig:
+    """All fine-tuning options. Defaults reproduce the paper's chem protocol."""
+
+    dataset: str = "bbbp"
+    domain: str = "chem"
+    input_model_file: str | None = None
+    gnn_type: str = "gin"
+    num_layer: int = 5
+    emb_dim: int = 300
+    JK: str = "last"
+    graph_pooling: str = "mean"
+    dropout: float = 0.5
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 1e-3
+    decay: float = 0.0
+    seeds: list[int] = field(default_factory=lambda: list(range(10)))
+    split: str = "scaffold"
+    split_seed: int = 0
+    featurizer: str = "reference"
+    data_root: str | None = None
+    cache: str | None = None
+    output: str | None = None
+    name: str | None = None
+    device: str = "auto"
+    num_workers: int = 0
+    eval_batch_size: int = 256
+    report: str = "best-valid"
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.seeds = parse_seeds(self.seeds)
+        if self.report not in REPORT_MODES:
+            raise ValueError(f"report must be one of {REPORT_MODES}, got {self.report!r}")
+        for key in ("epochs", "batch_size", "num_layer", "emb_dim", "eval_batch_size"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.input_model_file is not None:
+            self.input_model_file = str(self.input_model_file)
+            if not Path(self.input_model_file).is_file():
+                raise FileNotFoundError(
+                    f"--input-model-file {self.input_model_file}: no such file. Give the path of an "
+                    "encoder checkpoint (e.g. model.pth from scripts/pretrain.py or a reference .pth), "
+                    "or omit it to fine-tune from scratch."
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Options that change what a seed computes; everything else (device, paths, workers, display, the
+# seed list, the report mode) is bookkeeping. The checkpoint is compared by content hash.
+RESULT_KEYS = (
+    "dataset", "domain", "gnn_type", "num_layer", "emb_dim", "JK", "graph_pooling", "dropout",
+    "epochs", "batch_size", "lr", "decay", "split", "split_seed", "featurizer", "input_model_sha256",
+)
+
+
+class ConfigMismatchError(RuntimeError):
+    """A finished seed file exists for a different configuration (see the module docstring)."""
+
+
+def default_output(config: FinetuneConfig) -> Path:
+    """``<domain>/runs/finetune/<name>`` in the checkout; the name defaults to gnn type + checkpoint stem."""
+    name = config.name
+    if not name:
+        stem = Path(config.input_model_file).stem if config.input_model_file else "scratch"
+        name = f"{config.gnn_type}_{stem}"
+    return _REPO / config.domain / "runs" / "finetune" / name
+
+
+def output_dir(config: FinetuneConfig) -> Path:
+    return (Path(config.output) if config.output else default_output(config)) / config.dataset
+
+
+def seed_path(config: FinetuneConfig, seed: int) -> Path:
+    return output_dir(config) / f"seed{seed}.json"
+
+
+def _sha256(path: str | None) -> str | None:
+    if not path:
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _recorded_config(config: FinetuneConfig) -> dict[str, Any]:
+    d = config.to_dict()
+    d["input_model_sha256"] = _sha256(config.input_model_file)
+    return d
+
+
+# ------------------------------------------------------------------------------------------ model
+def build_model(task: Task, config: FinetuneConfig) -> torch.nn.Module:
+    """Build ``GNNGraphPred`` for ``task`` and load the pre-trained encoder if one is given.
+
+    This is the only place fine-tuning constructs a model, so the architecture options and the
+    checkpoint loading (with ``nn``'s clear error on an architecture mismatch) stay consistent.
+    """
+    from gnnpretrain.nn import GNNGraphPred, load_encoder_state
+
+    model = GNNGraphPred(
+        num_layer=config.num_layer,
+        emb_dim=config.emb_dim,
+        num_tasks=task.num_tasks,
+        JK=config.JK,
+        drop_ratio=config.dropout,
+        graph_pooling=config.graph_pooling,
+        gnn_type=config.gnn_type,
+        **task.model_kwargs,
+    )
+    if config.input_model_file:
+        try:
+            load_encoder_state(model.gnn, config.input_model_file)
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise type(err)(
+                f"cannot load {config.input_model_file} into the fine-tuning encoder "
+                f"(gnn_type={config.gnn_type}, num_layer={config.num_layer}, emb_dim={config.emb_dim}, "
+                f"JK={config.JK}, input={task.model_kwargs.get('input')}): {err}\n"
+                "Pass the --gnn-type/--num-layer/--emb-dim the checkpoint was pre-trained with."
+            ) from err
+    return model
+
+
+# ------------------------------------------------------------------------------------------- data
+def _loader(task: Task, idx: torch.Tensor, batch_size: int, shuffle: bool, seed: int, num_workers: int):
+    from torch_geometric.loader import DataLoader
+
+    generator = torch.Generator().manual_seed(int(seed)) if shuffle else None
+    ds = task.dataset
+    subset = ds.index_select(idx) if hasattr(ds, "index_select") else torch.utils.data.Subset(ds, idx.tolist())
+    return DataLoader(
+        subset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def _split_labels(task: Task, idx: torch.Tensor) -> torch.Tensor:
+    return torch.cat([task.dataset[int(i)].y.reshape(1, -1) for i in idx], dim=0)
+
+
+def _check_split_has_classes(task: Task) -> None:
+    """Fail before training if valid or test cannot be scored (no task with both classes)."""
+    for part in ("valid", "test"):
+        y = _split_labels(task, getattr(task, f"{part}_idx"))
+        labelled = ~torch.isnan(y)
+        pos = ((y == 1) & labelled).sum(0)
+        if not bool(((pos > 0) & (pos < labelled.sum(0))).any()):
+            raise NoValidTaskError(
+                f"{task.domain}/{task.name} {part} split ({len(y)} graphs, split={task.split!r}): no task has "
+                "both classes among its labelled entries, so ROC-AUC is undefined. Use another split method."
+            )
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader, device: torch.device) -> tuple[float, list[float]]:
+    """Mean ROC-AUC over tasks (and per task) of ``model`` on the graphs of ``loader``."""
+    model.eval()
+    ys, scores = [], []
+    for batch in loader:
+        batch = batch.to(device)
+        logits = model(batch)
+        ys.append(batch.y.reshape(logits.shape).float().cpu())
+        scores.append(logits.float().cpu())
+    return roc_auc_multitask(torch.cat(ys), torch.cat(scores))
+
+
+def _train_epoch(model, loader, optimizer, device) -> float:
+    model.train()
+    total, n = 0.0, 0
+    for batch in loader:
+        batch = batch.to(device)
+        logits = model(batch)
+        loss = masked_bce_with_logits(logits, batch.y.reshape(logits.shape).float())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * batch.num_graphs
+        n += batch.num_graphs
+    return total / max(n, 1)
+
+
+# ------------------------------------------------------------------------------------------ seeds
+def _best_epoch(curve: list[dict]) -> dict:
+    """The epoch with the highest valid ROC-AUC; the earliest on ties (as the reference's argmax)."""
+    best = max(range(len(curve)), key=lambda i: (curve[i]["valid_auc"], -i))
+    return curve[best]
+
+
+def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | torch.device = "auto") -> dict:
+    """Fine-tune one seed on ``task`` and return its record (nothing is written).
+
+    The seed controls model initialisation, dropout and the order of training batches; the split is
+    fixed by ``task``. Valid and test ROC-AUC are measured after every epoch, so the record holds both
+    the last-epoch and the best-valid-epoch test ROC-AUC.
+    """
+    from tqdm.auto import tqdm
+
+    device = resolve_device(device)
+    _check_split_has_classes(task)
+    t0 = time.time()
+    seed_everything(seed)
+    model = build_model(task, config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.decay)
+    train_loader = _loader(task, task.train_idx, config.batch_size, True, seed, config.num_workers)
+    valid_loader = _loader(task, task.valid_idx, config.eval_batch_size, False, seed, config.num_workers)
+    test_loader = _loader(task, task.test_idx, config.eval_batch_size, False, seed, config.num_workers)
+
+    curve: list[dict] = []
+    bar = tqdm(range(1, config.epochs + 1), desc=f"{task.name} seed {seed}", leave=False,
+               disable=not config.progress, dynamic_ncols=True)
+    for epoch in bar:
+        loss = _train_epoch(model, train_loader, optimizer, device)
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"{task.name} seed {seed}: training loss became {loss} at epoch {epoch}; lower --lr"
+            )
+        valid_auc, _ = evaluate(model, valid_loader, device)
+        test_auc, test_per_task = evaluate(model, test_loader, device)
+        curve.append({
+            "epoch": epoch, "train_loss": loss, "valid_auc": valid_auc, "test_auc": test_auc,
+            "time_s": round(time.time() - t0, 3), "test_per_task": test_per_task,
+        })
+        bar.set_postfix(loss=f"{loss:.4f}", valid=f"{valid_auc:.4f}", test=f"{test_auc:.4f}")
+    bar.close()
+
+    best = _best_epoch(curve)
+    last = curve[-1]
+    pick = lambda r: {"epoch": r["epoch"], "valid_auc": r["valid_auc"], "test_auc": r["test_auc"],  # noqa: E731
+                      "test_per_task": r["test_per_task"]}
+    return {
+        "format": RESULT_FORMAT,
+        "finished": True,
+        "domain": task.domain,
+        "dataset": task.name,
+        "seed": int(seed),
+        "metric": task.metric,
+        "config": _recorded_config(config),
+        "split": {"method": task.split, "split_seed": config.split_seed, **task.sizes},
+        "num_tasks": task.num_tasks,
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "task_info": task.info,
+        "curve": [{k: v for k, v in r.items() if k != "test_per_task"} for r in curve],
+        "last": pick(last),
+        "best_valid": pick(best),
+        "wall_time_s": round(time.time() - t0, 3),
+        "device": str(device),
+        "torch_version": torch.__version__,
+    }
+
+
+def _mismatch(recorded: dict, current: dict) -> list[str]:
+    return [
+        f"{k}: file has {recorded.get(k)!r}, now {current.get(k)!r}"
+        for k in RESULT_KEYS
+        if recorded.get(k) != current.get(k)
+    ]
+
+
+def load_finished(config: FinetuneConfig, seed: int, current: dict | None = None) -> dict | None:
+    """The finished record of ``seed`` if its file exists and matches ``config``; ``None`` if absent.
+
+    Raises :class:`ConfigMismatchError` on a mismatch unless ``config.overwrite`` (then warns and
+    returns ``None`` so the seed is recomputed). An unreadable or unfinished file is recomputed.
+    """
+    path = seed_path(config, seed)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        warnings.warn(f"{path} is not valid JSON; recomputing seed {seed}", stacklevel=2)
+        return None
+    if not record.get("finished"):
+        return None
+    current = current if current is not None else _recorded_config(config)
+    diffs = _mismatch(record.get("config", {}), current)
+    if not diffs:
+        return record
+    if config.overwrite:
+        warnings.warn(
+            f"{path} was computed with another configuration ({'; '.join(diffs)}); recomputing it (--overwrite)",
+            stacklevel=2,
+        )
+        return None
+    raise ConfigMismatchError(
+        f"{path} holds a finished seed computed with a different configuration:\n  "
+        + "\n  ".join(diffs)
+        + "\nUse another --output/--name for the new experiment, or pass --overwrite to recompute these seeds."
+    )
+
+
+def run_seed(config: FinetuneConfig, seed: int, task: Task | None = None, check: bool = True) -> dict:
+    """Fine-tune one seed unless a matching finished file exists; write the record atomically.
+
+    The returned record has ``"skipped": True`` when it was read back instead of computed (not saved).
+    ``check=False`` skips the resume check (the caller has done it) and always computes.
+    """
+    if check:
+        done = load_finished(config, seed)
+        if done is not None:
+            done["skipped"] = True
+            return done
+    if task is None:
+        task = load_task(config)
+    record = finetune_seed(task, seed, config, config.device)
+    atomic_write_json(seed_path(config, seed), record)
+    record["skipped"] = False
+    return record
+
+
+def load_task(config: FinetuneConfig) -> Task:
+    return get_task(
+        config.domain, config.dataset, data_root=config.data_root, cache=config.cache,
+        split=config.split, featurizer=config.featurizer, split_seed=config.split_seed,
+    )
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, dtype=float)
+    return {"mean": float(arr.mean()), "std": float(arr.std()), "n": int(arr.size)}
+
+
+def summarize(config: FinetuneConfig, records: list[dict] | None = None) -> dict:
+    """Mean ± std (population std, ``ddof=0``) over seeds for both report modes; writes ``summary.json``."""
+    if records is None:
+        records = []
+        for seed in config.seeds:
+            rec = load_finished(config, seed)
+            if rec is None:
+                raise FileNotFoundError(f"seed {seed} has no finished result in {output_dir(config)}")
+            records.append(rec)
+    if not records:
+        raise ValueError("summarize: no seed records given")
+    records = sorted(records, key=lambda r: r["seed"])
+    summary = {
+        "format": RESULT_FORMAT,
+        "domain": config.domain,
+        "dataset": config.dataset,
+        "metric": records[0].get("metric", "roc_auc"),
+        "report": config.report,
+        "seeds": [r["seed"] for r in records],
+        "config": _recorded_config(config),
+        "split": records[0].get("split"),
+        "std": "population (ddof=0)",
+        "test_auc": {
+            "best-valid": _stats([r["best_valid"]["test_auc"] for r in records]),
+            "last": _stats([r["last"]["test_auc"] for r in records]),
+        },
+        "valid_auc": {
+            "best-valid": _stats([r["best_valid"]["valid_auc"] for r in records]),
+            "last": _stats([r["last"]["valid_auc"] for r in records]),
+        },
+        "per_seed": [
+            {"seed": r["seed"], "test_auc_best_valid": r["best_valid"]["test_auc"],
+             "best_valid_epoch": r["best_valid"]["epoch"], "test_auc_last": r["last"]["test_auc"],
+             "wall_time_s": r["wall_time_s"]}
+            for r in records
+        ],
+        "wall_time_s_total": round(sum(r["wall_time_s"] for r in records), 3),
+    }
+    atomic_write_json(output_dir(config) / "summary.json", summary)
+    return summary
+
+
+def summary_line(summary: dict) -> str:
+    """One human-readable line: the chosen report mode first, the other in brackets."""
+    mode = summary["report"]
+    other = "last" if mode == "best-valid" else "best-valid"
+    a, b = summary["test_auc"][mode], summary["test_auc"][other]
+    return (
+        f"{summary['domain']}/{summary['dataset']}: test ROC-AUC ({mode}) {100 * a['mean']:.2f} ± "
+        f"{100 * a['std']:.2f} over {a['n']} seeds [{other}: {100 * b['mean']:.2f} ± {100 * b['std']:.2f}]"
+        f" | epochs {summary['config']['epochs']}, split {summary['config']['split']}, "
+        f"{summary['wall_time_s_total']:.0f} s"
+    )
+
+
+def run_finetune(config: FinetuneConfig) -> dict:
+    """Run (or resume) every seed of ``config`` and return the summary (also in ``summary.json``).
+
+    Resuming checks every seed file first, so a configuration mismatch fails before any training.
+    """
+    from tqdm.auto import tqdm
+
+    current = _recorded_config(config)
+    done = {s: load_finished(config, s, current) for s in config.seeds}
+    task = load_task(config) if any(r is None for r in done.values()) else None
+    records = []
+    bar = tqdm(config.seeds, desc=f"{config.dataset} seeds", disable=not config.progress, dynamic_ncols=True)
+    for seed in bar:
+        if done[seed] is not None:
+            rec = {**done[seed], "skipped": True}
+        else:
+            rec = run_seed(config, seed, task, check=False)
+        records.append(rec)
+        bar.set_postfix(seed=seed, test_bv=f"{rec['best_valid']['test_auc']:.4f}",
+                        test_last=f"{rec['last']['test_auc']:.4f}", skipped=rec["skipped"])
+    bar.close()
+    return summarize(config, records)
