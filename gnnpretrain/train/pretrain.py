@@ -1,0 +1,329 @@
+"""The one pre-training loop, shared by every strategy and every domain.
+
+It owns what the reference scattered over one script per strategy: the optimiser, progress display,
+per-epoch metrics (``metrics.jsonl``), the run's configuration (``config.json``), atomic checkpoints
+after every epoch and exact resumption, DistributedDataParallel and bf16 autocast.
+
+Determinism and resume: at the start of every epoch the global torch RNG and the generator handed to
+the strategy's transforms are re-seeded from ``(seed, epoch, rank)``, and the loader is reshuffled
+with ``set_epoch(epoch)``. An epoch therefore depends only on the weights and optimiser state at its
+start, which ``checkpoint.pth`` stores, so a resumed run reproduces an uninterrupted one bit for bit
+(on the same device and software).
+
+Run directory layout (``out_dir``):
+    config.json      run configuration (strategy, encoder architecture, options, data, training)
+    metrics.jsonl    one JSON object per finished epoch (means over the epoch's steps)
+    model.pth        encoder state dict (reference key names), what fine-tuning loads
+    checkpoint.pth   full state for ``resume``: strategy, optimiser, epoch, RNG states
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from gnnpretrain.utils import atomic_torch_save, atomic_write_json, atomic_write_text, resolve_device
+
+__all__ = ["pretrain", "ConfigMismatchError", "CHECKPOINT_NAME", "MODEL_NAME", "CONFIG_NAME", "METRICS_NAME", "epoch_seed"]
+
+CHECKPOINT_NAME = "checkpoint.pth"
+MODEL_NAME = "model.pth"
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.jsonl"
+
+#: Config keys that may legitimately change between an interrupted run and its resumption.
+RESUME_MUTABLE_KEYS = frozenset(
+    {"epochs", "num_workers", "device", "resume", "overwrite", "output", "output_model_file", "progress", "amp",
+     "data_root", "cache", "input_model_file", "command"}
+)
+
+
+class ConfigMismatchError(ValueError):
+    """``resume`` was asked for, but the run directory was made with a different configuration."""
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of one (epoch, rank): distinct per epoch and per rank, stable across runs."""
+    return (int(seed) * 1_000_003 + int(epoch) * 9_176 + int(rank) * 131) % (2**63 - 1)
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _comparable(cfg: dict) -> dict:
+    out = {}
+    for k, v in cfg.items():
+        if k in RESUME_MUTABLE_KEYS:
+            continue
+        out[k] = _comparable(v) if isinstance(v, dict) else v
+    return out
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        lines = []
+        for k in sorted(set(a) | set(b), key=str):
+            lines += _diff(a.get(k, "<absent>"), b.get(k, "<absent>"), f"{prefix}{k}.")
+        return lines
+    return [] if a == b else [f"{prefix.rstrip('.')}: saved {a!r}, now {b!r}"]
+
+
+def _check_resume_config(saved: dict, current: dict, out_dir: Path) -> None:
+    # JSON round-trip so that tuples/paths compare like what was saved.
+    current = json.loads(json.dumps(current, default=str))
+    diffs = _diff(_comparable(saved), _comparable(current))
+    if diffs:
+        raise ConfigMismatchError(
+            f"cannot resume the run in {out_dir}: its configuration differs from this one:\n  "
+            + "\n  ".join(diffs)
+            + "\nUse the original settings to resume, or a new --output directory (or --overwrite) to start afresh."
+        )
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+class _MetricAccumulator:
+    """Per-key running means (NaN values skipped) and sums for ``num_*`` counts."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, float] = {}
+
+    def add(self, metrics: dict[str, float]) -> None:
+        for k, v in metrics.items():
+            v = float(v)
+            if math.isnan(v):
+                continue
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.counts[k] = self.counts.get(k, 0.0) + 1.0
+
+    def reduce(self, device: torch.device, world_size: int, keys: list[str]) -> dict[str, float]:
+        """Means (sums for ``num_*``) over all steps of all ranks; ``keys`` must agree across ranks."""
+        sums = torch.tensor([self.sums.get(k, 0.0) for k in keys], dtype=torch.float64)
+        counts = torch.tensor([self.counts.get(k, 0.0) for k in keys], dtype=torch.float64)
+        if world_size > 1:
+            both = torch.stack([sums, counts]).to(device)
+            dist.all_reduce(both)
+            sums, counts = both.cpu()
+        out = {}
+        for k, s, c in zip(keys, sums.tolist(), counts.tolist()):
+            if k.startswith("num_"):
+                out[k] = int(s) if float(s).is_integer() else s
+            else:
+                out[k] = s / c if c > 0 else float("nan")
+        return out
+
+
+def _read_metrics(path: Path, before_epoch: int) -> list[str]:
+    if not path.exists():
+        return []
+    kept = []
+    for line in path.read_text().splitlines():
+        if line.strip() and json.loads(line).get("epoch", 0) < before_epoch:
+            kept.append(line)
+    return kept
+
+
+def pretrain(
+    strategy: torch.nn.Module,
+    loader: Iterable,
+    epochs: int,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    device: str | torch.device = "auto",
+    out_dir: str | Path = "runs/pretrain",
+    resume: bool = False,
+    amp: bool = False,
+    config: dict | None = None,
+    output_model_file: str | Path | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Train ``strategy`` on ``loader`` for ``epochs`` epochs; return the per-epoch metrics.
+
+    Args:
+        strategy: a :class:`gnnpretrain.strategies.Strategy` (``forward(batch, generator)`` returns
+            ``(loss, metrics)``; ``.encoder`` is what ``model.pth`` holds).
+        loader: yields collated batches; ``set_epoch(e)`` is called before each epoch when present.
+            Under DistributedDataParallel each rank's loader must yield its own shard and the same
+            number of batches on every rank.
+        epochs: total number of epochs (with ``resume``, the run continues up to this number).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        out_dir: run directory (see the module docstring); only rank 0 writes.
+        resume: continue from ``out_dir/checkpoint.pth`` (a config differing from the saved
+            ``config.json`` is a :class:`ConfigMismatchError`); without a checkpoint, start afresh.
+        amp: bf16 autocast on CUDA. On CPU it is ignored with a warning (CPU bf16 autocast is slow for
+            the scatter-heavy message passing and gives no memory benefit worth the precision loss).
+        config: extra run configuration recorded in ``config.json`` (the strategy's own config and
+            the training settings are added here).
+        output_model_file: where the encoder state dict goes (default ``out_dir/model.pth``).
+        overwrite: allow starting afresh in a directory that already holds a checkpoint.
+    """
+    device = resolve_device(device)
+    rank, world_size = _dist_info()
+    out_dir = Path(out_dir)
+    model_path = Path(output_model_file) if output_model_file else out_dir / MODEL_NAME
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    metrics_path = out_dir / METRICS_NAME
+    if int(epochs) < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if amp and device.type != "cuda":
+        if rank == 0:
+            warnings.warn("--amp (bf16 autocast) is only used on CUDA; training in float32 on CPU", stacklevel=2)
+        amp_used = False
+    else:
+        amp_used = bool(amp)
+
+    strategy_cfg = strategy.config() if hasattr(strategy, "config") else {}
+    full_config = {
+        **strategy_cfg,
+        **(config or {}),
+        "training": {
+            "epochs": int(epochs),
+            "lr": float(lr),
+            "weight_decay": float(weight_decay),
+            "seed": int(seed),
+            "world_size": world_size,
+            "amp": amp_used,
+        },
+        "output_model_file": str(model_path),
+    }
+
+    strategy.to(device)
+    optimizer = torch.optim.Adam(strategy.parameters(), lr=lr, weight_decay=weight_decay)
+    start_epoch = 1
+    if resume and ckpt_path.exists():
+        saved_cfg = json.loads((out_dir / CONFIG_NAME).read_text()) if (out_dir / CONFIG_NAME).exists() else {}
+        _check_resume_config(saved_cfg, full_config, out_dir)
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        strategy.load_state_dict(ckpt["strategy"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        _set_rng_state(ckpt["rng"])
+        start_epoch = int(ckpt["epoch"]) + 1
+        if rank == 0:
+            log(f"resuming {out_dir} after epoch {ckpt['epoch']}")
+    elif resume and rank == 0:
+        log(f"--resume: no checkpoint in {out_dir}, starting from epoch 1")
+    elif ckpt_path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already holds a pre-training run ({CHECKPOINT_NAME}); pass --resume to continue it, "
+            "--overwrite to start it again, or choose another --output directory"
+        )
+
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out_dir / CONFIG_NAME, full_config)
+        history_lines = _read_metrics(metrics_path, start_epoch)
+    history = [json.loads(line) for line in history_lines] if rank == 0 else []
+
+    model: torch.nn.Module = strategy
+    if world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(
+            strategy, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=True
+        )
+
+    metric_keys: list[str] | None = None
+    for epoch in range(start_epoch, int(epochs) + 1):
+        strategy.train()
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        es = epoch_seed(seed, epoch, rank)
+        torch.manual_seed(es)
+        generator = torch.Generator(device=device)
+        generator.manual_seed(es)
+        acc = _MetricAccumulator()
+        t0 = time.time()
+        steps = 0
+        bar = None
+        it = loader
+        if progress and rank == 0:
+            from tqdm.auto import tqdm
+
+            total = len(loader) if hasattr(loader, "__len__") else None
+            bar = tqdm(loader, total=total, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True)
+            it = bar
+        for batch in it:
+            batch = batch.to(device)
+            with _autocast(device, amp_used):
+                loss, metrics = model(batch, generator=generator)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"non-finite pre-training loss ({float(loss)}) at epoch {epoch}, step {steps}; "
+                    "lower --lr or check the data"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            acc.add(metrics)
+            steps += 1
+            if bar is not None:
+                shown = {k: f"{metrics[k]:.4f}" for k in ("loss", "acc") if k in metrics and not math.isnan(metrics[k])}
+                bar.set_postfix(shown, refresh=False)
+        if bar is not None:
+            bar.close()
+        if steps == 0:
+            raise RuntimeError(f"the loader yielded no batch in epoch {epoch} (empty dataset, or drop_last with too few graphs)")
+        keys = sorted(set(acc.sums) | set(acc.counts))
+        if world_size > 1:  # every rank must reduce the same keys in the same order
+            gathered: list[Any] = [None] * world_size
+            dist.all_gather_object(gathered, keys)
+            keys = sorted(set().union(*gathered))
+        metric_keys = keys
+        record = {"epoch": epoch, "steps": steps, **acc.reduce(device, world_size, metric_keys)}
+        record["time_s"] = round(time.time() - t0, 3)
+        if rank == 0:
+            history.append(record)
+            shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+            log(f"epoch {epoch}: {shown}")
+            encoder_state = {k: v.detach().cpu() for k, v in strategy.encoder.state_dict().items()}
+            atomic_torch_save(encoder_state, model_path)
+            atomic_torch_save(
+                {
+                    "strategy": {k: v.detach().cpu() for k, v in strategy.state_dict().items()},
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch,
+                    "rng": _rng_state(),
+                    "config": full_config,
+                },
+                ckpt_path,
+            )
+            atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
+        if world_size > 1:
+            dist.barrier()
+    return history
