@@ -4,6 +4,7 @@
 published state dicts; see docs/INTERFACES.md for the contract.
 """
 
+from gnnpretrain.nn.checkpoint import convert_reference_state_dict, describe_state_dict, load_encoder_state
 from gnnpretrain.nn.conv import GNN_TYPES, GATConv, GCNConv, GINConv, GraphSAGEConv
 from gnnpretrain.nn.gnn import GNN, JK_MODES
 from gnnpretrain.nn.heads import POOLINGS, GNNGraphPred, build_pooling
@@ -21,4 +22,7 @@ __all__ = [
     "GraphSAGEConv",
     "GATConv",
     "build_pooling",
+    "convert_reference_state_dict",
+    "describe_state_dict",
+    "load_encoder_state",
 ]

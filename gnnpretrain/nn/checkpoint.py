@@ -1,0 +1,253 @@
+"""Loading encoder checkpoints: the reference's published ``.pth`` files and our own pre-training output.
+
+What is accepted (by :func:`load_encoder_state`, ``GNNGraphPred.load_encoder`` / ``from_pretrained``):
+
+* a path to a file written by ``torch.save``, or an already-loaded object;
+* a plain encoder state dict — the reference's files (``chem/*.pth``, ``bio/*.pth``) and our
+  ``model.pth`` are this;
+* a container dict holding the state dict under ``"encoder"``, ``"model"``, ``"state_dict"``,
+  ``"model_state_dict"`` or ``"strategy"`` (our ``checkpoint.pth`` keeps the whole strategy under
+  ``"strategy"``, its encoder under the prefix ``gnn.``), optionally with a ``"config"`` dict whose
+  ``"encoder"`` entry (or itself) names ``gnn_type``;
+* a state dict of a larger module that contains the encoder under a prefix (``gnn.`` for a
+  ``GNNGraphPred``, ``module.`` for DistributedDataParallel, ``encoder.``/``model.``).
+
+The reference's key names are ours, so no renaming is needed; :func:`convert_reference_state_dict`
+only unwraps containers, strips prefixes, drops non-encoder entries and adds the BatchNorm
+``num_batches_tracked`` counters that files from PyTorch < 0.4.1 lack.
+
+The architecture is read from keys and shapes (:func:`describe_state_dict`). One limit: GCN and
+GraphSAGE have identical parameters, so a bare state dict cannot tell them apart. The type is then
+taken from checkpoint metadata (``config``) if any, else from the file name when it names exactly one
+type as a separate word (``graphsage_contextpred.pth``); failing both, either type is accepted.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from gnnpretrain.nn.conv import GNN_TYPES
+
+_CONTAINER_KEYS = ("encoder", "model", "state_dict", "model_state_dict", "strategy")
+_PREFERRED_PREFIXES = ("", "gnn.", "encoder.", "model.", "module.", "module.gnn.", "model.gnn.", "module.encoder.")
+_ENCODER_ROOTS = ("x_embedding1", "x_embedding2", "atom_encoder", "gnns", "batch_norms")
+_PREFIX_RE = re.compile(r"^(.*?)gnns\.\d+\.")
+
+
+# ---------------------------------------------------------------------------------------------
+# reading and unwrapping
+# ---------------------------------------------------------------------------------------------
+def _torch_load(path: Path) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"encoder checkpoint not found: {path}; pass the path of a model.pth written by pre-training "
+            "or of a reference .pth file"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # our own checkpoint.pth also stores RNG states and configs that the safe loader refuses;
+        # only fall back for files the caller chose to load
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, Tensor) for v in obj.values())
+
+
+def _unwrap(obj: Any) -> tuple[Mapping[str, Tensor], dict[str, Any]]:
+    """Return ``(tensor state dict, metadata)`` from a state dict or a container dict."""
+    if _is_tensor_dict(obj):
+        return obj, {}
+    if isinstance(obj, Mapping):
+        meta: dict[str, Any] = {}
+        config = obj.get("config")
+        if isinstance(config, Mapping):
+            enc = config.get("encoder")
+            meta = dict(enc) if isinstance(enc, Mapping) else dict(config)
+        for key in _CONTAINER_KEYS:
+            if _is_tensor_dict(obj.get(key)):
+                return obj[key], meta
+    found = sorted(obj.keys())[:10] if isinstance(obj, Mapping) else type(obj).__name__
+    raise ValueError(
+        f"not an encoder checkpoint: expected a state dict (name → tensor) or a dict with one under "
+        f"{list(_CONTAINER_KEYS)}, found {found}"
+    )
+
+
+def _encoder_prefix(sd: Mapping[str, Tensor]) -> str:
+    prefixes = {m.group(1) for k in sd for m in [_PREFIX_RE.match(k)] if m}
+    if not prefixes:
+        raise ValueError(
+            "no encoder layers ('gnns.<i>.…' keys) in this state dict; first keys: " + ", ".join(list(sd)[:8])
+        )
+    if len(prefixes) == 1:
+        return next(iter(prefixes))
+    for p in _PREFERRED_PREFIXES:
+        if p in prefixes:
+            return p
+    raise ValueError(f"state dict holds several encoders (prefixes {sorted(prefixes)}); pass the one to load")
+
+
+def convert_reference_state_dict(state_dict: Any) -> "OrderedDict[str, Tensor]":
+    """Return the encoder-only state dict, in our (= the reference's) key names.
+
+    Unwraps containers, strips a module prefix (``gnn.``, ``module.``, ...), drops non-encoder keys
+    (heads, pooling), and fills in BatchNorm ``num_batches_tracked`` where an old file lacks it, so
+    that ``GNN.load_state_dict(..., strict=True)`` accepts every reference checkpoint.
+    """
+    sd, _ = _unwrap(state_dict)
+    prefix = _encoder_prefix(sd)
+    out: "OrderedDict[str, Tensor]" = OrderedDict()
+    for key, value in sd.items():
+        if not key.startswith(prefix):
+            continue
+        name = key[len(prefix):]
+        if name.split(".", 1)[0] in _ENCODER_ROOTS:
+            out[name] = value
+    for key in list(out):
+        if key.endswith(".running_var"):
+            counter = key[: -len("running_var")] + "num_batches_tracked"
+            out.setdefault(counter, torch.tensor(0, dtype=torch.long))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# describing
+# ---------------------------------------------------------------------------------------------
+def describe_state_dict(state_dict: Any) -> dict[str, Any]:
+    """Infer the encoder architecture from keys and shapes.
+
+    Returns ``{"gnn_type", "gnn_types", "num_layer", "emb_dim", "input", "heads"}`` where
+    ``gnn_types`` lists every type the parameters fit (``("gcn", "graphsage")`` for those two, which
+    share one layout) and ``gnn_type`` is that list joined by ``"/"``; ``heads`` is None except for GAT.
+    Metadata in a container dict (``config["encoder"]["gnn_type"]``) settles the GCN/GraphSAGE case.
+    """
+    _, meta = _unwrap(state_dict)
+    sd = convert_reference_state_dict(state_dict)
+
+    if "x_embedding1.weight" in sd:
+        input_kind = "reference"
+    elif any(k.startswith("atom_encoder.") for k in sd):
+        input_kind = "ogb"
+    elif "gnns.0.input_node_embeddings.weight" in sd:
+        input_kind = "bio"
+    else:
+        raise ValueError(
+            "cannot tell the input encoder of this checkpoint (no x_embedding1, atom_encoder or "
+            "gnns.0.input_node_embeddings keys)"
+        )
+
+    layers = {int(k.split(".")[1]) for k in sd if k.startswith("gnns.")}
+    num_layer = max(layers) + 1
+    if layers != set(range(num_layer)):
+        raise ValueError(f"checkpoint has layers {sorted(layers)}; expected 0..{num_layer - 1}")
+
+    heads = None
+    if "gnns.0.mlp.0.weight" in sd:
+        gnn_types: tuple[str, ...] = ("gin",)
+        last = max(int(k.split(".")[3]) for k in sd if k.startswith("gnns.0.mlp.") and k.endswith(".weight"))
+        emb_dim = int(sd[f"gnns.0.mlp.{last}.weight"].shape[0])
+    elif "gnns.0.weight_linear.weight" in sd and "gnns.0.att" in sd:
+        gnn_types = ("gat",)
+        emb_dim = int(sd["gnns.0.bias"].shape[0])
+        heads = int(sd["gnns.0.att"].shape[1])
+    elif "gnns.0.linear.weight" in sd:
+        gnn_types = ("gcn", "graphsage")
+        emb_dim = int(sd["gnns.0.linear.weight"].shape[0])
+    else:
+        raise ValueError("cannot tell the layer type of this checkpoint: gnns.0 has keys " + ", ".join(k for k in sd if k.startswith("gnns.0.")))
+
+    hinted = meta.get("gnn_type")
+    if isinstance(hinted, str) and hinted in gnn_types:
+        gnn_types = (hinted,)
+    return {
+        "gnn_type": "/".join(gnn_types),
+        "gnn_types": gnn_types,
+        "num_layer": num_layer,
+        "emb_dim": emb_dim,
+        "input": input_kind,
+        "heads": heads,
+    }
+
+
+def _name_hint(path: Path | None) -> str | None:
+    """The one GNN type a file name mentions as a separate word, if exactly one."""
+    if path is None:
+        return None
+    words = set(re.split(r"[^a-z0-9]+", path.stem.lower()))
+    named = [t for t in GNN_TYPES if t in words]
+    return named[0] if len(named) == 1 else None
+
+
+def _model_spec(gnn: nn.Module) -> dict[str, Any]:
+    conv0 = gnn.gnns[0]
+    return {
+        "gnn_type": gnn.gnn_type,
+        "num_layer": gnn.num_layer,
+        "emb_dim": gnn.emb_dim,
+        "input": gnn.input,
+        "heads": getattr(conv0, "heads", None),
+    }
+
+
+def _fmt(spec: Mapping[str, Any]) -> str:
+    heads = f", {spec['heads']} heads" if spec.get("heads") else ""
+    return f"a {spec['gnn_type']} encoder with emb_dim {spec['emb_dim']} / {spec['num_layer']} layers, input={spec['input']!r}{heads}"
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------------------------
+def load_encoder_state(gnn: nn.Module, state_dict_or_path: Any, strict: bool = True) -> dict[str, Any]:
+    """Load a checkpoint into a :class:`~gnnpretrain.nn.GNN`, checking the architecture first.
+
+    Raises one ``ValueError`` naming both architectures when the checkpoint is another gnn_type,
+    emb_dim, num_layer, input kind or head count (instead of PyTorch's long list of key/shape
+    mismatches). Returns the checkpoint's description (see :func:`describe_state_dict`) plus
+    ``missing_keys`` / ``unexpected_keys`` (empty when ``strict``).
+    """
+    path = None
+    obj = state_dict_or_path
+    if isinstance(state_dict_or_path, (str, Path)):
+        path = Path(state_dict_or_path)
+        obj = _torch_load(path)
+    source = str(path) if path is not None else "the given state dict"
+
+    spec = describe_state_dict(obj)
+    hint = _name_hint(path)
+    if len(spec["gnn_types"]) > 1 and hint in spec["gnn_types"]:
+        spec["gnn_types"] = (hint,)
+        spec["gnn_type"] = hint
+
+    model = _model_spec(gnn)
+    problems = []
+    if model["gnn_type"] not in spec["gnn_types"]:
+        problems.append("gnn_type")
+    for field in ("emb_dim", "num_layer", "input", "heads"):
+        if model[field] != spec[field]:
+            problems.append(field)
+    if problems:
+        wanted = ", ".join(
+            f"{f}={spec['gnn_types'][0] if f == 'gnn_type' else spec[f]!r}" for f in problems if f != "heads"
+        )
+        raise ValueError(
+            f"checkpoint {source} is {_fmt(spec)}; this model is {_fmt(model)} "
+            f"(mismatch in {', '.join(problems)}). Build the model with {wanted} to load it."
+        )
+
+    sd = convert_reference_state_dict(obj)
+    try:
+        result = gnn.load_state_dict(sd, strict=strict)
+    except RuntimeError as err:  # same architecture by the checks above, but keys still differ
+        raise ValueError(f"checkpoint {source} ({_fmt(spec)}) does not fit this model: {err}") from None
+    spec["missing_keys"] = list(result.missing_keys)
+    spec["unexpected_keys"] = list(result.unexpected_keys)
+    return spec
