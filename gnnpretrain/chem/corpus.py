@@ -1,0 +1,288 @@
+"""Unlabelled pre-training corpora (SMILES files) featurized once into a memory-mapped :class:`GraphStore`.
+
+Sources (``load_corpus(name_or_path, ...)``):
+
+* ``"zinc"`` — the MOSES ZINC "clean leads" SMILES in ``<data_root>/zinc/``: ``moses_train.csv.gz``,
+  ``moses_test.csv.gz``, ``moses_test_scaffolds.csv.gz`` read in that fixed order (1,936,962 molecules).
+* ``"zinc_standard_agent"`` — the paper's own 2M-molecule ZINC15 file (gzipped CSV with ``smiles`` and
+  ``zinc_id``) at ``<data_root>/zinc_standard_agent/raw/zinc_combined_apr_8_2019.csv.gz`` (or the only
+  ``.csv``/``.csv.gz`` file in that ``raw/`` folder), as distributed in the reference's
+  ``chem_dataset.zip``.
+* any CSV path (plain or gzipped), with ``smiles_column`` naming the SMILES column (by default a column
+  called ``smiles`` in any case, or the only column).
+
+``max_molecules=N`` keeps a fixed-seed uniform random sample of N rows (seed :data:`SUBSET_SEED`), kept in
+file order, so that small subsets are representative of the whole file rather than of its first rows,
+and the same N always gives the same molecules.
+
+Featurization runs once, in ``num_workers`` processes over chunks of SMILES, and writes flat arrays
+(:class:`gnnpretrain.data.GraphStore`) to ``<cache>/corpus/<name>-<featurizer>-<N>-<key>/``; the key hashes
+the source files' paths, sizes and modification times, the featurizer, the column and ``max_molecules``,
+so a changed file or option rebuilds. The store is written to a temporary folder and renamed, so an
+interrupted run never leaves a half-written cache. Later calls memory-map the arrays (seconds for the
+full corpus). SMILES that RDKit cannot parse, or that the featurizer cannot encode, are skipped and
+counted (``store.meta["num_skipped"]``, one warning); ``store.source_index`` maps every graph to its row
+in the (subsetted) concatenation of the source files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from gnnpretrain.chem.featurize import (
+    FEATURE_DIMS,
+    ROW_FEATURIZERS,
+    UnsupportedMolecule,
+    get_featurizer,
+    parse_smiles,
+)
+from gnnpretrain.data.store import GraphStore
+from gnnpretrain.paths import cache_dir, data_root, missing_file_message
+
+ZINC_FILES = ("moses_train.csv.gz", "moses_test.csv.gz", "moses_test_scaffolds.csv.gz")
+ZINC_STANDARD_AGENT_FILE = "zinc_combined_apr_8_2019.csv.gz"
+SUBSET_SEED = 0
+CACHE_VERSION = 1
+CHUNK_SIZE = 2000
+_MOSES_HINT = (
+    " The MOSES files ship with the PyPI package molsets (moses/dataset/data/train.csv.gz, test.csv.gz, "
+    "test_scaffolds.csv.gz; rename them moses_*.csv.gz)."
+)
+_AGENT_URL = "http://snap.stanford.edu/gnn-pretrain/data/chem_dataset.zip"
+
+
+def corpus_sources(name_or_path: str | os.PathLike, root: str | os.PathLike | None = None) -> tuple[str, list[Path]]:
+    """Resolve a corpus name or CSV path to ``(short name, [files in reading order])``."""
+    if str(name_or_path) == "zinc":
+        zdir = data_root(root) / "zinc"
+        files = [zdir / f for f in ZINC_FILES]
+        for f in files:
+            if not f.is_file():
+                raise FileNotFoundError(missing_file_message(f, "MOSES ZINC corpus") + _MOSES_HINT)
+        return "zinc", files
+    if str(name_or_path) == "zinc_standard_agent":
+        raw = data_root(root) / "zinc_standard_agent" / "raw"
+        f = raw / ZINC_STANDARD_AGENT_FILE
+        if not f.is_file():
+            found = sorted(raw.glob("*.csv*")) if raw.is_dir() else []
+            if len(found) == 1:
+                f = found[0]
+            else:
+                raise FileNotFoundError(
+                    missing_file_message(f, "zinc_standard_agent corpus (the paper's ZINC15 2M molecules)")
+                    + f" It is inside {_AGENT_URL} (dataset/zinc_standard_agent/raw/)."
+                )
+        return "zinc_standard_agent", [f]
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"corpus {str(name_or_path)!r} is neither a known name ('zinc', 'zinc_standard_agent') nor an "
+            f"existing CSV file (looked for {path})"
+        )
+    name = path.name.split(".")[0] or "corpus"
+    return name, [path]
+
+
+def _pick_column(path: Path, smiles_column: str | None) -> str:
+    cols = list(pd.read_csv(path, nrows=0).columns)
+    if smiles_column is not None:
+        if smiles_column not in cols:
+            raise ValueError(
+                f"{path}: no SMILES column {smiles_column!r}; the file has columns {cols}. Pass "
+                f"smiles_column= one of them."
+            )
+        return smiles_column
+    matches = [c for c in cols if str(c).strip().lower() == "smiles"]
+    if matches:
+        return matches[0]
+    if len(cols) == 1:
+        return cols[0]
+    raise ValueError(
+        f"{path}: cannot tell which column holds the SMILES (none is called 'smiles'); the file has columns "
+        f"{cols}. Pass smiles_column=NAME."
+    )
+
+
+def read_smiles(files: Sequence[Path], smiles_column: str | None = None) -> list[str]:
+    """All SMILES of ``files`` concatenated in order (missing cells become empty strings)."""
+    out: list[str] = []
+    for f in files:
+        col = _pick_column(f, smiles_column)
+        s = pd.read_csv(f, usecols=[col], dtype={col: str}, keep_default_na=False)[col]
+        out.extend(s.tolist())
+    return out
+
+
+def subset_indices(n: int, max_molecules: int | None) -> np.ndarray:
+    """Row indices kept for ``max_molecules``: a fixed-seed uniform sample, in file order."""
+    if max_molecules is None or max_molecules >= n:
+        return np.arange(n)
+    if max_molecules < 1:
+        raise ValueError(f"max_molecules must be a positive integer or None; got {max_molecules}")
+    rng = np.random.default_rng(SUBSET_SEED)
+    return np.sort(rng.choice(n, size=max_molecules, replace=False))
+
+
+def _featurize_chunk(args: tuple[list[str], str]):
+    """Worker: featurize SMILES into flat numpy arrays (local edge numbering) + positions kept.
+
+    Uses the featurizer's plain-row form (``ROW_FEATURIZERS``) and converts a whole chunk to arrays at
+    once, avoiding a per-molecule tensor / ``Data`` construction.
+    """
+    smiles, featurizer = args
+    rows_fn = ROW_FEATURIZERS[featurizer]
+    n_atom_feat, n_bond_feat = FEATURE_DIMS[featurizer]
+    atoms_all: list = []
+    edges_all: list = []
+    nn, ne, kept = [], [], []
+    for i, s in enumerate(smiles):
+        mol = parse_smiles(s)
+        if mol is None or mol.GetNumAtoms() == 0:
+            continue
+        try:
+            atoms, rows = rows_fn(mol)
+        except UnsupportedMolecule:
+            continue
+        atoms_all.extend(atoms)
+        edges_all.extend(rows)
+        nn.append(len(atoms))
+        ne.append(len(rows))
+        kept.append(i)
+    if not kept:
+        return None
+    x = np.asarray(atoms_all, dtype=np.int64).reshape(-1, n_atom_feat)
+    e = np.asarray(edges_all, dtype=np.int64).reshape(-1, 2 + n_bond_feat)
+    return (
+        x,
+        np.ascontiguousarray(e[:, :2].T),
+        np.ascontiguousarray(e[:, 2:]),
+        np.asarray(nn, dtype=np.int64),
+        np.asarray(ne, dtype=np.int64),
+        np.asarray(kept, dtype=np.int64),
+    )
+
+
+def featurize_to_store(
+    smiles: Sequence[str],
+    featurizer: str = "reference",
+    num_workers: int | None = None,
+    progress: bool = True,
+    desc: str = "featurize",
+) -> tuple[GraphStore, int]:
+    """Featurize ``smiles`` (in parallel for large inputs) into an in-memory store; also return #skipped."""
+    from tqdm.auto import tqdm
+
+    get_featurizer(featurizer)  # fail fast on an unknown name
+    chunks = [(list(smiles[i : i + CHUNK_SIZE]), featurizer) for i in range(0, len(smiles), CHUNK_SIZE)]
+    if num_workers is None:
+        num_workers = min(os.cpu_count() or 1, 16)
+    num_workers = max(1, min(num_workers, len(chunks)))
+    bar = tqdm(total=len(smiles), desc=desc, unit="mol", disable=not progress, mininterval=2.0)
+    results = []
+    if num_workers == 1:
+        for c in chunks:
+            results.append(_featurize_chunk(c))
+            bar.update(len(c[0]))
+    else:
+        with mp.get_context("fork").Pool(num_workers) as pool:
+            for c, r in zip(chunks, pool.imap(_featurize_chunk, chunks)):
+                results.append(r)
+                bar.update(len(c[0]))
+    bar.close()
+    parts = [(start, r) for start, r in zip(range(0, len(smiles), CHUNK_SIZE), results) if r is not None]
+    num_kept = sum(len(r[5]) for _, r in parts)
+    skipped = len(smiles) - num_kept
+    if num_kept == 0:
+        raise ValueError(
+            f"{desc}: none of the {len(smiles)} SMILES could be parsed and featurized "
+            f"(featurizer {featurizer!r}); the corpus is empty — check the file and the SMILES column"
+        )
+    n_nodes = np.concatenate([r[3] for _, r in parts])
+    n_edges = np.concatenate([r[4] for _, r in parts])
+    node_ptr = torch.zeros(num_kept + 1, dtype=torch.long)
+    node_ptr[1:] = torch.from_numpy(np.cumsum(n_nodes))
+    edge_ptr = torch.zeros(num_kept + 1, dtype=torch.long)
+    edge_ptr[1:] = torch.from_numpy(np.cumsum(n_edges))
+    store = GraphStore.from_arrays(
+        x=torch.from_numpy(np.concatenate([r[0] for _, r in parts])),
+        edge_index_local=torch.from_numpy(np.concatenate([r[1] for _, r in parts], axis=1)),
+        node_ptr=node_ptr,
+        edge_ptr=edge_ptr,
+        edge_attr=torch.from_numpy(np.concatenate([r[2] for _, r in parts])),
+        source_index=torch.from_numpy(np.concatenate([r[5] + start for start, r in parts])),
+        dtypes={"x": torch.long, "edge_index": torch.long, "edge_attr": torch.long},
+    )
+    return store, skipped
+
+
+def _cache_key(files: Sequence[Path], featurizer: str, max_molecules: int | None, smiles_column: str | None) -> str:
+    info = {
+        "version": CACHE_VERSION,
+        "files": [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files],
+        "featurizer": featurizer,
+        "max_molecules": max_molecules,
+        "smiles_column": smiles_column,
+        "subset_seed": SUBSET_SEED,
+    }
+    return hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_corpus(
+    name_or_path: str | os.PathLike,
+    data_root: str | os.PathLike | None = None,
+    cache: str | os.PathLike | None = None,
+    max_molecules: int | None = None,
+    smiles_column: str | None = None,
+    featurizer: str = "reference",
+    num_workers: int | None = None,
+    progress: bool = True,
+) -> GraphStore:
+    """Featurized pre-training corpus as a memory-mapped :class:`GraphStore` (see module docstring)."""
+    get_featurizer(featurizer)
+    if max_molecules is not None and max_molecules < 1:
+        raise ValueError(f"max_molecules must be a positive integer or None; got {max_molecules}")
+    name, files = corpus_sources(name_or_path, data_root)
+    key = _cache_key(files, featurizer, max_molecules, smiles_column)
+    target = cache_dir(cache) / "corpus" / f"{name}-{featurizer}-{max_molecules or 'all'}-{key}"
+    if (target / "meta.json").is_file():
+        return GraphStore.load(target)
+
+    for f in files:  # validate every file's column before the (long) featurization
+        _pick_column(f, smiles_column)
+    smiles = read_smiles(files, smiles_column)
+    if not smiles:
+        raise ValueError(f"corpus {name!r}: the source files {[str(f) for f in files]} hold no rows")
+    rows = subset_indices(len(smiles), max_molecules)
+    chosen = [smiles[i] for i in rows]
+    store, skipped = featurize_to_store(chosen, featurizer, num_workers, progress, desc=f"featurize {name}")
+    if skipped:
+        warnings.warn(
+            f"corpus {name!r}: skipped {skipped} of {len(chosen)} SMILES that RDKit could not parse or the "
+            f"{featurizer!r} featurizer could not encode",
+            stacklevel=2,
+        )
+    store.source_index = torch.from_numpy(rows)[store.source_index]
+    store.meta = {
+        "name": name,
+        "files": [str(f) for f in files],
+        "featurizer": featurizer,
+        "max_molecules": max_molecules,
+        "subset_seed": SUBSET_SEED,
+        "num_rows": len(smiles),
+        "num_selected": len(chosen),
+        "num_skipped": skipped,
+        "source_index": "row in the concatenation of the source files",
+    }
+    store.save(target)
+    return GraphStore.load(target)
