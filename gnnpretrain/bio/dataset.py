@@ -5,7 +5,8 @@ the centre at node 0, 9 edge features per edge (:mod:`gnnpretrain.bio.ppi`), the
 labels (:mod:`gnnpretrain.bio.labels`) and a recorded split. Raw files are read from the data root
 (which may be read-only); processed tensors go to ``<cache>/bio/<name>_<config hash>/``.
 
-Per-graph fields (see docs/INTERFACES.md): ``x`` long ``[N, 1]`` zeros; ``edge_index`` ``[2, E]``;
+Per-graph fields (see docs/INTERFACES.md): ``x`` long ``[N, 1]`` all ones (the reference stores
+1.0 for every node, so its checkpoints were trained on row 1 of the 2-row input embedding); ``edge_index`` ``[2, E]``;
 ``edge_attr`` float ``[E, 9]`` (stored as uint8, cast on access); ``center_node_idx`` long ``[1]``
 (incremented by PyG when batched, like ``edge_index``, so ``batch.center_node_idx`` indexes the
 batch's nodes directly); ``y`` float ``[1, T]`` downstream labels (``nan`` rows = unlabelled);
@@ -92,7 +93,7 @@ class BioConfig:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
-VERSION = 1
+VERSION = 2
 
 
 def make_splits(
@@ -243,7 +244,7 @@ class BioEgoNetworks(InMemoryDataset):
             n = len(ego.nodes)
             n_nodes[k], n_edges[k] = n, ego.edge_index.shape[1]
             data_list.append(EgoData(
-                x=torch.zeros(n, 1, dtype=torch.long),
+                x=torch.ones(n, 1, dtype=torch.long),
                 edge_index=ego.edge_index,
                 edge_attr=ego.edge_attr.to(torch.uint8),
                 center_node_idx=torch.zeros(1, dtype=torch.long),
