@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch_geometric.data import Data
 
 BN_EPS = 1e-5
 
@@ -96,3 +97,22 @@ def dense_encoder(
             out = _batch_norm_eval(sd, f"batch_norms.{layer}", out)
         h = out if layer == num_layer - 1 else F.relu(out)
     return h
+
+
+def ego_network(seed: int = 0, n: int = 7) -> Data:
+    """A small hand-built PPI ego-network: centre 0, a star plus a few rim edges, STRING channels random."""
+    g = torch.Generator().manual_seed(seed)
+    pairs = [(0, i) for i in range(1, n)] + [(1, 2), (2, 3), (4, 5)]
+    rows, attrs = [], []
+    for a, b in pairs:
+        channels = (torch.rand(7, generator=g) < 0.5).float()
+        channels[torch.randint(7, (1,), generator=g)] = 1.0  # every interaction has some evidence
+        attr = torch.cat([channels, torch.zeros(2)])
+        rows += [(a, b), (b, a)]
+        attrs += [attr, attr]
+    return Data(
+        x=torch.zeros(n, 1, dtype=torch.long),
+        edge_index=torch.tensor(rows).t().contiguous(),
+        edge_attr=torch.stack(attrs),
+        center_node_idx=torch.tensor([0]),
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _dense_reference import dense_encoder
+from _dense_reference import dense_encoder, ego_network
 from torch_geometric.data import Batch, Data
 
 from gnnpretrain.chem.featurize import smiles_to_graph
@@ -37,25 +37,6 @@ def molecules(data_dir: Path) -> list[Data]:
     graphs = [smiles_to_graph(s) for s in rows + NOTE_SMILES]
     assert all(g is not None for g in graphs)
     return graphs
-
-
-def ego_network(seed: int = 0, n: int = 7) -> Data:
-    """A small hand-built PPI ego-network: centre 0, a star plus a few rim edges, STRING channels random."""
-    g = torch.Generator().manual_seed(seed)
-    pairs = [(0, i) for i in range(1, n)] + [(1, 2), (2, 3), (4, 5)]
-    rows, attrs = [], []
-    for a, b in pairs:
-        channels = (torch.rand(7, generator=g) < 0.5).float()
-        channels[torch.randint(7, (1,), generator=g)] = 1.0  # every interaction has some evidence
-        attr = torch.cat([channels, torch.zeros(2)])
-        rows += [(a, b), (b, a)]
-        attrs += [attr, attr]
-    return Data(
-        x=torch.zeros(n, 1, dtype=torch.long),
-        edge_index=torch.tensor(rows).t().contiguous(),
-        edge_attr=torch.stack(attrs),
-        center_node_idx=torch.tensor([0]),
-    )
 
 
 def _type_of(path: Path) -> str:
