@@ -41,7 +41,7 @@ from gnnpretrain.paths import cache_dir, data_root, missing_file_message
 from gnnpretrain.utils import atomic_torch_save
 
 MOLECULENET_NAMES = ("bbbp", "tox21", "toxcast", "sider", "clintox", "muv", "hiv", "bace")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 SMILES_COLUMNS = ("smiles", "mol")
 # Columns of the official layouts that are neither SMILES nor tasks.
@@ -278,9 +278,9 @@ def build(
     return {
         "format_version": FORMAT_VERSION,
         "featurizer": featurizer,
-        "x": torch.from_numpy(x),
-        "edge_index": torch.from_numpy(np.ascontiguousarray(edges[:, :2].T)),
-        "edge_attr": torch.from_numpy(np.ascontiguousarray(edges[:, 2:])),
+        "x": _compact(x),
+        "edge_index": _compact(np.ascontiguousarray(edges[:, :2].T)),
+        "edge_attr": _compact(np.ascontiguousarray(edges[:, 2:])),
         "y": torch.from_numpy(y[kept_arr]),
         "n_nodes": torch.from_numpy(n_nodes),
         "n_edges": torch.from_numpy(n_edges),
@@ -291,6 +291,23 @@ def build(
         "unparsable_rows": unparsable,
         "unsupported_rows": unsupported,
     }
+
+
+def _compact(arr: np.ndarray) -> torch.Tensor:
+    """Store non-negative integer features in the smallest dtype that holds them (the cache of MUV
+    shrinks from ~200 MB to ~30 MB and loads faster); :meth:`MoleculeNet._set_payload` widens them
+    back to ``long``."""
+    hi = int(arr.max()) if arr.size else 0
+    lo = int(arr.min()) if arr.size else 0
+    if lo >= 0 and hi < 256:
+        dtype = np.uint8
+    elif -(2**15) <= lo and hi < 2**15:
+        dtype = np.int16
+    elif -(2**31) <= lo and hi < 2**31:
+        dtype = np.int32
+    else:
+        dtype = np.int64
+    return torch.from_numpy(arr.astype(dtype))
 
 
 def _file_key(path: Path) -> str:
@@ -306,6 +323,17 @@ def processed_path(name: str, raw_path: Path, featurizer: str, cache: str | os.P
     rd = rdkit.__version__.replace(".", "_")
     fname = f"{name}-{featurizer}-v{FORMAT_VERSION}-rdkit{rd}-{_file_key(raw_path)}.pt"
     return cache_dir(cache) / "moleculenet" / name / fname
+
+
+def _remove_stale(current: Path, prefix: str) -> None:
+    """Delete older processed files of the same dataset and featurizer (other format versions,
+    RDKit versions or raw-file contents) so the cache does not grow with every change."""
+    for old in current.parent.glob(f"{prefix}*.pt"):
+        if old != current:
+            try:
+                old.unlink()
+            except OSError:
+                pass
 
 
 class MoleculeNet(InMemoryDataset):
@@ -351,6 +379,7 @@ class MoleculeNet(InMemoryDataset):
         if payload is None or payload.get("format_version") != FORMAT_VERSION:
             payload = build(self.name, self.raw_path, featurizer, num_workers=num_workers, progress=progress)
             atomic_torch_save(payload, self.processed_path)
+            _remove_stale(self.processed_path, f"{self.name}-{featurizer}-")
         self._set_payload(payload)
 
     def _set_payload(self, p: dict) -> None:
@@ -364,7 +393,9 @@ class MoleculeNet(InMemoryDataset):
         zero = torch.zeros(1, dtype=torch.long)
         node_ptr = torch.cat([zero, p["n_nodes"].cumsum(0)])
         edge_ptr = torch.cat([zero, p["n_edges"].cumsum(0)])
-        self._data = Data(x=p["x"], edge_index=p["edge_index"], edge_attr=p["edge_attr"], y=p["y"])
+        self._data = Data(
+            x=p["x"].long(), edge_index=p["edge_index"].long(), edge_attr=p["edge_attr"].long(), y=p["y"]
+        )
         self.slices = {
             "x": node_ptr,
             "edge_index": edge_ptr,
