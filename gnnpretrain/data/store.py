@@ -269,6 +269,7 @@ class GraphStore:
                 f"{FORMAT_VERSION}; delete the folder to rebuild it"
             )
         tensors: dict[str, torch.Tensor | None] = {}
+        mapped = []
         with warnings.catch_warnings():
             # read-only memmaps: torch warns that the tensor is not writable; the store never writes to them
             warnings.simplefilter("ignore", UserWarning)
@@ -276,6 +277,8 @@ class GraphStore:
                 path = directory / f"{name}.npy"
                 if name in meta["arrays"]:
                     arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+                    if isinstance(arr, np.memmap):
+                        mapped.append(name)
                     tensors[name] = torch.from_numpy(arr) if arr.size else torch.from_numpy(np.array(arr))
                 else:
                     tensors[name] = None
@@ -286,6 +289,7 @@ class GraphStore:
             dtypes={k: _NAME_TO_TORCH[v] for k, v in meta["dtypes"].items()}, meta=meta.get("meta", {}),
         )
         store.path = directory
+        store.memory_mapped = tuple(mapped)  # names of the arrays read lazily from disk
         return store
 
     # ------------------------------------------------------------------ dataset protocol
