@@ -28,7 +28,10 @@ class GNN(nn.Module):
             ``[input embedding, layer 1, ..., layer L]`` as the reference does:
             ``"last"`` (layer L), ``"concat"`` (``(L+1)*emb_dim`` wide), ``"max"`` and ``"sum"``
             (element-wise). Note: the reference's ``"sum"`` returned only node 0's vector (it indexed
-            the summed tensor with ``[0]``); here it is the proper per-node sum.
+            the summed tensor with ``[0]``); here it is the proper per-node sum. For ``input="bio"``
+            the "input embedding" is the 2-row node embedding's output (the reference's bio encoder
+            offered only "last" and the broken "sum", over the layer outputs); all modes are
+            defined the same way for every input kind, so ``out_dim`` never depends on it.
         drop_ratio: dropout after every layer (only active in training mode).
         gnn_type: ``"gin"``, ``"gcn"``, ``"graphsage"`` or ``"gat"``.
         input: ``"reference"``, ``"ogb"`` or ``"bio"`` — see :mod:`gnnpretrain.nn.input`.

@@ -14,9 +14,10 @@ Three input kinds are supported, selected by name (``input=`` on :class:`~gnnpre
     learned vector ``self_loop_embedding`` (shape ``[1, edge_dim]``) that represents the added self
     loop. OGB's vocabulary also has no mask token; masking strategies should use ``"reference"``.
 ``"bio"``
-    The paper's protein (PPI ego-network) encoders. Nodes carry no information: ``x`` is an integer
-    column (all zeros), embedded by a 2-row ``Embedding`` that the reference stores in the first
-    conv as ``gnns.0.input_node_embeddings`` (kept there so reference checkpoints load unchanged).
+    The paper's protein (PPI ego-network) encoders. Nodes carry no information: ``x`` is a constant
+    integer column (all ones, as in the reference's data, so its checkpoints learned row 1), embedded
+    by a 2-row ``Embedding`` that the reference stores in the first conv as
+    ``gnns.0.input_node_embeddings`` (kept there so reference checkpoints load unchanged).
     Edges, per layer: ``edge_encoder = Linear(9, edge_dim)`` on the 9 float channels (7 STRING
     channels, self-loop flag at index 7, mask flag at index 8); self loops get the one-hot at 7.
 
@@ -92,7 +93,7 @@ def encode_nodes(owner: nn.Module, input: str, x: Tensor, first_conv: nn.Module)
     if input == "ogb":
         _check_integer_columns(x, 9, "node features x", input)
         return owner.atom_encoder(x)
-    # bio: constant input, one integer per node (reference: x.view(-1) into a 2-row embedding)
+    # bio: constant input, one integer (0 or 1; the data uses 1) per node, as the reference's x.view(-1)
     if x.dim() == 2 and x.size(1) != 1:
         raise ValueError(f"input='bio' expects node features of shape [N, 1] or [N], got {tuple(x.shape)}")
     return first_conv.input_node_embeddings(x.reshape(-1).long())

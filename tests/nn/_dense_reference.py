@@ -31,7 +31,7 @@ def dense_encoder(
 ) -> Tensor:
     """Node embeddings (JK="last", eval mode) of the reference encoder with weights ``sd``.
 
-    domain "chem": x long [N, 2], edge_attr long [E, 2]; "bio": x [N, 1] zeros, edge_attr float [E, 9].
+    domain "chem": x long [N, 2], edge_attr long [E, 2]; "bio": x [N, 1] constant, edge_attr float [E, 9].
     """
     sd = {k: v.double() if v.is_floating_point() else v for k, v in sd.items()}
     n = x.size(0)
@@ -111,7 +111,7 @@ def ego_network(seed: int = 0, n: int = 7) -> Data:
         rows += [(a, b), (b, a)]
         attrs += [attr, attr]
     return Data(
-        x=torch.zeros(n, 1, dtype=torch.long),
+        x=torch.ones(n, 1, dtype=torch.long),  # constant input, 1 as in the reference's data
         edge_index=torch.tensor(rows).t().contiguous(),
         edge_attr=torch.stack(attrs),
         center_node_idx=torch.tensor([0]),

@@ -208,3 +208,16 @@ def test_bad_pooling_and_mismatched_features(mol_batch: Batch, ogb_batch: Batch)
         GNN(2, 8, input="reference")(ogb_batch.x, ogb_batch.edge_index, ogb_batch.edge_attr)
     with pytest.raises(ValueError, match=r"\[N, 9\]"):
         GNN(2, 8, input="ogb")(mol_batch.x, mol_batch.edge_index, mol_batch.edge_attr)
+
+
+@pytest.mark.parametrize("gnn_type", ["gcn", "gat"])
+def test_autocast_bfloat16(gnn_type: str, mol_batch: Batch) -> None:
+    """Mixed precision (as pre-training's amp option uses) runs: no dtype clashes between
+    float32 embeddings and bfloat16 linear outputs inside message passing."""
+    torch.manual_seed(0)
+    model = GNNGraphPred(2, 16, num_tasks=3, gnn_type=gnn_type, graph_pooling="attention")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(mol_batch)
+    assert out.shape == (mol_batch.num_graphs, 3) and torch.isfinite(out.float()).all()
+    out.float().sum().backward()
+    assert model.gnn.gnns[0].edge_embedding1.weight.grad is not None
