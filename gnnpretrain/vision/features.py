@@ -70,9 +70,9 @@ class FeatureExtractor(nn.Module):
             stages.append(nn.Sequential(*[features[j] for j in range(start, s.index + 1)]))
             start = s.index + 1
         self.stages = nn.ModuleList(stages)
-        self.out_indices: list[int] = list(out_indices)
-        self.reductions: list[int] = [s.reduction for s in chosen]
-        self.channels: list[int] = [s.channels for s in chosen]
+        self.out_indices = list(out_indices)
+        self.reductions = [s.reduction for s in chosen]
+        self.channels = [s.channels for s in chosen]
 
     def forward(self, x: Tensor) -> list[Tensor]:
         outs: list[Tensor] = []
