@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -51,8 +52,10 @@ def _check_nonempty(split: Split, n: int, method: str) -> Split:
     return split
 
 
+@lru_cache(maxsize=200_000)
 def generate_scaffold(smiles: str, include_chirality: bool = True) -> str:
-    """Bemis–Murcko scaffold SMILES of a molecule, as the reference computes it."""
+    """Bemis–Murcko scaffold SMILES of a molecule, as the reference computes it (memoised: the
+    same datasets are split again for every seed and method)."""
     RDLogger.DisableLog("rdApp.*")
     try:
         return MurckoScaffold.MurckoScaffoldSmiles(smiles=smiles, includeChirality=include_chirality)
@@ -138,6 +141,7 @@ def random_split(
     return _check_nonempty(split, int(n), "random")
 
 
+@lru_cache(maxsize=200_000)
 def canonical_smiles(smiles: str) -> str:
     """RDKit-canonical SMILES (isomeric), as the reference's loaders wrote them."""
     RDLogger.DisableLog("rdApp.*")

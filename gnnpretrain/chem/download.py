@@ -66,14 +66,16 @@ def _urlopen_to(url: str, fh, timeout: float = 60.0) -> None:
         shutil.copyfileobj(resp, fh)
 
 
-def fetch(remote: RemoteFile, dest: str | os.PathLike, opener=_urlopen_to) -> Path:
+def fetch(remote: RemoteFile, dest: str | os.PathLike, opener=None) -> Path:
     """Download ``remote`` to ``dest`` atomically and verify it; returns ``dest``.
 
-    ``opener(url, fileobj)`` does the transfer (tests replace it; no test touches the network).
+    ``opener(url, fileobj)`` does the transfer (default: :func:`_urlopen_to`, looked up at call
+    time so tests can replace it; no test touches the network).
     Raises :class:`ChecksumError` on a size or sha256 mismatch, ``OSError`` (with the address and
     destination named) if the transfer or the write fails.
     """
     dest = Path(dest)
+    opener = opener if opener is not None else _urlopen_to
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
