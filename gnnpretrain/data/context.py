@@ -104,37 +104,31 @@ def sample_roots(ptr: Tensor, generator: torch.Generator | None = None) -> Tenso
 
 
 def bfs_distances(edge_index: Tensor, num_nodes: int, sources: Tensor, max_dist: int) -> Tensor:
-    """Hop distance from the nearest of ``sources`` for every node, ``max_dist + 1`` if farther/unreached.
+    """Hop distance (int32) from the nearest of ``sources`` for every node; ``max_dist + 1`` if farther.
 
-    ``max_dist`` frontier expansions through ``edge_index`` (messages flow ``src → dst``; molecular edge
-    lists hold both directions). No host synchronisation inside the loop, so it runs asynchronously on GPU.
+    Frontier expansion written as ``max_dist`` rounds of ``dist[dst] = min(dist[dst], dist[src] + 1)``
+    over the whole edge list (messages flow ``src → dst``; molecular edge lists hold both directions):
+    round ``t`` settles exactly the nodes at distance ``t``, so the result equals a breadth-first search
+    truncated at ``max_dist``. Two tensor operations per round and no host synchronisation, so it runs
+    asynchronously on GPU.
     """
     device = edge_index.device
-    unreached = max_dist + 1
-    dist = torch.full((num_nodes,), unreached, dtype=torch.long, device=device)
-    frontier = torch.zeros(num_nodes, dtype=torch.bool, device=device)
-    frontier[sources] = True
+    dist = torch.full((num_nodes,), max_dist + 1, dtype=torch.int32, device=device)
     dist[sources] = 0
-    visited = frontier.clone()
     src, dst = edge_index[0], edge_index[1]
-    hits = torch.empty(num_nodes, dtype=torch.int32, device=device)
-    for step in range(1, max_dist + 1):
-        hits.zero_()
-        hits.index_add_(0, dst, frontier[src].to(torch.int32))
-        frontier = (hits > 0) & ~visited
-        visited |= frontier
-        dist.masked_fill_(frontier, step)
-    return dist
+    for _ in range(max_dist):
+        dist.scatter_reduce_(0, dst, dist.index_select(0, src) + 1, reduce="amin")
+    return dist.clamp_(max=max_dist + 1)
 
 
 def _induced(mask: Tensor, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None, new_graph_of_node: Tensor):
     """Node-induced subgraph of ``mask``: (x, edge_index renumbered, edge_attr, batch, old→new map)."""
     nodes = mask.nonzero().view(-1)
     remap = torch.cumsum(mask, 0) - 1
-    emask = mask[edge_index[0]] & mask[edge_index[1]]
-    ei = remap[edge_index[:, emask]]
-    ea = edge_attr[emask] if edge_attr is not None else None
-    return x[nodes], ei, ea, new_graph_of_node[nodes], remap, nodes
+    edges = (mask.index_select(0, edge_index[0]) & mask.index_select(0, edge_index[1])).nonzero().view(-1)
+    ei = remap[edge_index.index_select(1, edges)]
+    ea = edge_attr.index_select(0, edges) if edge_attr is not None else None
+    return x.index_select(0, nodes), ei, ea, new_graph_of_node.index_select(0, nodes), remap, nodes
 
 
 def extract_context(

@@ -298,11 +298,17 @@ class GraphStore:
 
     @property
     def num_nodes_per_graph(self) -> torch.Tensor:
-        return self.node_ptr[1:] - self.node_ptr[:-1]
+        cached = getattr(self, "_n_counts", None)
+        if cached is None or cached.numel() != len(self):
+            cached = self._n_counts = self.node_ptr[1:] - self.node_ptr[:-1]
+        return cached
 
     @property
     def num_edges_per_graph(self) -> torch.Tensor:
-        return self.edge_ptr[1:] - self.edge_ptr[:-1]
+        cached = getattr(self, "_e_counts", None)
+        if cached is None or cached.numel() != len(self):
+            cached = self._e_counts = self.edge_ptr[1:] - self.edge_ptr[:-1]
+        return cached
 
     def __repr__(self) -> str:
         return (
@@ -369,16 +375,16 @@ class GraphStore:
         idx = torch.as_tensor(index, dtype=torch.long).view(-1)
         if idx.numel() == 0:
             raise ValueError("collate needs at least one graph index")
-        n_counts = self.num_nodes_per_graph[idx]
-        e_counts = self.num_edges_per_graph[idx]
-        nodes, ptr = _ranges(self.node_ptr[idx], n_counts)
-        edges, eptr = _ranges(self.edge_ptr[idx], e_counts)
+        n_counts = self.num_nodes_per_graph.index_select(0, idx)
+        e_counts = self.num_edges_per_graph.index_select(0, idx)
+        nodes, ptr = _ranges(self.node_ptr.index_select(0, idx), n_counts)
+        edges, eptr = _ranges(self.edge_ptr.index_select(0, idx), e_counts)
         num_nodes, num_edges = int(ptr[-1]), int(eptr[-1])
         bsz = idx.numel()
 
-        x = self.x[nodes].to(self.dtypes["x"])
+        x = self.x.index_select(0, nodes).to(self.dtypes["x"])
         inc = ptr[:-1]
-        edge_index = self.edge_index[:, edges].to(torch.long)
+        edge_index = self.edge_index.index_select(1, edges).to(torch.long)
         edge_index += torch.repeat_interleave(inc, e_counts, output_size=num_edges)
         edge_index = edge_index.to(self.dtypes["edge_index"])
         batch_vec = torch.repeat_interleave(torch.arange(bsz), n_counts, output_size=num_nodes)
@@ -387,11 +393,11 @@ class GraphStore:
         slice_dict = {"x": ptr, "edge_index": eptr}
         inc_dict = {"x": torch.zeros(bsz, dtype=torch.long), "edge_index": inc}
         if self.edge_attr is not None:
-            out.edge_attr = self.edge_attr[edges].to(self.dtypes["edge_attr"])
+            out.edge_attr = self.edge_attr.index_select(0, edges).to(self.dtypes["edge_attr"])
             slice_dict["edge_attr"] = eptr
             inc_dict["edge_attr"] = torch.zeros(bsz, dtype=torch.long)
         if self.y is not None:
-            out.y = self.y[idx].to(self.dtypes["y"])
+            out.y = self.y.index_select(0, idx).to(self.dtypes["y"])
             slice_dict["y"] = torch.arange(bsz + 1)
             inc_dict["y"] = torch.zeros(bsz, dtype=torch.long)
         out.batch = batch_vec
