@@ -62,7 +62,9 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="output folder (default: <domain>/runs/finetune/<name>)")
     p.add_argument("--name", default=None, help="run name under the default output folder")
     p.add_argument("--device", default="auto")
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes for training batches")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads for this process (default: torch's; 1 is best on a busy machine)")
     p.add_argument("--report", default="best-valid", choices=["best-valid", "last"],
                    help="which epoch's test ROC-AUC the printed summary leads with (both are recorded)")
     p.add_argument("--overwrite", action="store_true",
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
             batch_size=args.batch_size, lr=args.lr, decay=args.decay, seeds=seeds, split=args.split,
             split_seed=args.split_seed, featurizer=args.featurizer, data_root=args.data_root,
             cache=args.cache, output=args.output, name=args.name, device=args.device,
-            num_workers=args.num_workers, report=args.report, overwrite=args.overwrite,
+            num_workers=args.num_workers, num_threads=args.threads, report=args.report, overwrite=args.overwrite,
             progress=not args.no_progress,
         )
     except (ValueError, FileNotFoundError) as err:

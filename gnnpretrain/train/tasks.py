@@ -83,6 +83,20 @@ class Task:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train_idx), "valid": len(self.valid_idx), "test": len(self.test_idx)}
 
+    def graphs(self, part: str) -> list:
+        """The ``Data`` objects of split ``part`` (``"train"``, ``"valid"``, ``"test"``), built once.
+
+        Indexing an ``InMemoryDataset`` re-slices its flat storage on every access, which costs as
+        much as a small model's forward pass; fine-tuning reads every graph once per epoch and per
+        seed, so the split's graphs are materialised once and shared by all seeds of this task.
+        """
+        if part not in ("train", "valid", "test"):
+            raise ValueError(f"part must be 'train', 'valid' or 'test', got {part!r}")
+        cache = self.__dict__.setdefault("_graphs", {})
+        if part not in cache:
+            cache[part] = [self.dataset[int(i)] for i in getattr(self, f"{part}_idx")]
+        return cache[part]
+
 
 class TaskLoader(Protocol):
     def __call__(
@@ -130,8 +144,11 @@ def _ensure_domain(domain: str) -> TaskLoader:
             try:
                 importlib.import_module(mod)
             except ModuleNotFoundError as err:
-                if err.name != mod:  # the module exists but one of its own imports failed: say so
+                # the module (or its package) does not exist: fine, the domain is just unknown. Any
+                # other missing module is a broken import inside an existing package: let it surface.
+                if not (err.name and mod.startswith(err.name)):
                     raise
+                break
     if domain not in _LOADERS:
         raise ValueError(
             f"unknown task domain {domain!r}: registered domains are {sorted(_LOADERS)}. A domain package "
@@ -203,7 +220,7 @@ def _load_chem_task(
 
     model_input = _chem_input(featurizer)
     dataset = MoleculeNet(root=data_root, name=name, featurizer=featurizer, cache=cache)
-    train_idx, valid_idx, test_idx = split_dataset(dataset, split, split_seed)
+    train_idx, valid_idx, test_idx = split_dataset(dataset, name=name, method=split, seed=split_seed)
     return Task(
         domain="chem",
         name=name,
