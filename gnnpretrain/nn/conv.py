@@ -141,7 +141,9 @@ class GATConv(EdgeConv):
         out = self.propagate(edge_index, x=h, edge_emb=edge_emb)
         return out.mean(dim=1) + self.bias
 
-    def message(self, x_i: Tensor, x_j: Tensor, edge_emb: Tensor, index: Tensor, ptr, size_i) -> Tensor:
+    def message(
+        self, x_i: Tensor, x_j: Tensor, edge_emb: Tensor, index: Tensor, ptr: Tensor | None, size_i: int | None
+    ) -> Tensor:
         # with flow="target_to_source", i = edge_index[0] is the aggregating node and `index` is it
         x_j = x_j + edge_emb.view(-1, self.heads, self.emb_dim)
         alpha = (torch.cat([x_i, x_j], dim=-1) * self.att).sum(dim=-1)
