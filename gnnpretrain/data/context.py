@@ -103,18 +103,26 @@ def sample_roots(ptr: Tensor, generator: torch.Generator | None = None) -> Tenso
     return torch.minimum((u * counts).long(), (counts - 1).clamp(min=0))
 
 
-def bfs_distances(edge_index: Tensor, num_nodes: int, sources: Tensor, max_dist: int) -> Tensor:
+def bfs_distances(
+    edge_index: Tensor, num_nodes: int, sources: Tensor, max_dist: int, source_mask: Tensor | None = None
+) -> Tensor:
     """Hop distance (int32) from the nearest of ``sources`` for every node; ``max_dist + 1`` if farther.
 
     Frontier expansion written as ``max_dist`` rounds of ``dist[dst] = min(dist[dst], dist[src] + 1)``
     over the whole edge list (messages flow ``src → dst``; molecular edge lists hold both directions):
     round ``t`` settles exactly the nodes at distance ``t``, so the result equals a breadth-first search
     truncated at ``max_dist``. Two tensor operations per round and no host synchronisation, so it runs
-    asynchronously on GPU.
+    asynchronously on GPU. ``source_mask`` (same length as ``sources``) disables some sources without a
+    boolean-indexing sync (used for empty graphs, whose nominal root is not one of their nodes).
     """
     device = edge_index.device
-    dist = torch.full((num_nodes,), max_dist + 1, dtype=torch.int32, device=device)
-    dist[sources] = 0
+    unreached = max_dist + 1
+    dist = torch.full((num_nodes,), unreached, dtype=torch.int32, device=device)
+    if source_mask is None:
+        dist[sources] = 0
+    elif sources.numel() and num_nodes:
+        start = torch.where(source_mask, 0, unreached).to(torch.int32)
+        dist.scatter_reduce_(0, sources.clamp(max=num_nodes - 1), start, reduce="amin")
     src, dst = edge_index[0], edge_index[1]
     for _ in range(max_dist):
         dist.scatter_reduce_(0, dst, dist.index_select(0, src) + 1, reduce="amin")
@@ -167,15 +175,14 @@ def extract_context(
         roots = torch.as_tensor(roots, dtype=torch.long, device=device).view(-1)
         if roots.numel() != num_graphs:
             raise ValueError(f"roots must hold one local node index per graph ({num_graphs}); got {roots.numel()}")
-        bad = (roots < 0) | (roots >= counts)
+        bad = (roots < 0) | ((roots >= counts) & (counts > 0))  # empty graphs: any root, dropped anyway
         if bool(bad.any()):
             g = int(bad.nonzero()[0])
             raise ValueError(f"root {int(roots[g])} of graph {g} is outside its {int(counts[g])} nodes")
     nonempty = counts > 0
     root_global = ptr[:-1] + roots
-    sources = root_global[nonempty]
 
-    dist = bfs_distances(edge_index, num_nodes, sources, max(k, r2))
+    dist = bfs_distances(edge_index, num_nodes, root_global, max(k, r2), source_mask=nonempty)
     sub_mask = dist <= k
     ctx_mask = (dist > r1) & (dist <= r2)
     anc_mask = sub_mask & ctx_mask
@@ -196,7 +203,7 @@ def extract_context(
     anchor_nodes = anc_mask.nonzero().view(-1)
     return ContextPair(
         sub_x=sub_x, sub_edge_index=sub_ei, sub_edge_attr=sub_ea, sub_batch=sub_batch,
-        sub_center=sub_remap[root_global[kept]],
+        sub_center=sub_remap[root_global.index_select(0, kept)],
         ctx_x=ctx_x, ctx_edge_index=ctx_ei, ctx_edge_attr=ctx_ea, ctx_batch=ctx_batch,
         anchor=ctx_remap[anchor_nodes], anchor_batch=new_graph_of_node[anchor_nodes],
         kept=kept, num_dropped=int(num_graphs - kept.numel()), roots=roots,

@@ -154,3 +154,19 @@ def test_on_gpu_if_available():
     assert gpu.sub_x.is_cuda
     for name in ("sub_x", "sub_edge_index", "ctx_x", "ctx_edge_index", "anchor", "sub_center", "kept"):
         assert torch.equal(getattr(cpu, name), getattr(gpu, name).cpu()), name
+
+
+def test_empty_graph_in_batch_is_dropped_without_touching_neighbours():
+    from torch_geometric.data import Data
+
+    empty = Data(x=torch.empty(0, 2, dtype=torch.long), edge_index=torch.empty(2, 0, dtype=torch.long),
+                 edge_attr=torch.empty(0, 2, dtype=torch.long))
+    chain = graphs(["CCCCCCCCCC"])[0]
+    b = Batch.from_data_list([chain, empty, chain])
+    # the empty graph's nominal root position is the next graph's first atom; it must not seed a search
+    cp = extract_context(b, roots=torch.tensor([0, 0, 9]))
+    assert cp.kept.tolist() == [0, 2] and cp.num_dropped == 1
+    assert cp.sub_center.tolist() == [0, 6 + 5]  # graph 2 rooted at its last atom: substructure atoms 4..9
+    assert cp.ctx_x.size(0) == 6 and cp.anchor.tolist() == [0, 5]
+    rnd = extract_context(b, generator=torch.Generator().manual_seed(0))
+    assert 1 not in rnd.kept.tolist()
