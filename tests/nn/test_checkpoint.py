@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch_geometric.data import Batch
@@ -101,7 +102,13 @@ def test_our_checkpoint_formats_round_trip(tmp_path: Path, batch: Batch) -> None
         "finetuned.pth": source.state_dict(),  # a whole GNNGraphPred (prefix gnn.)
         "wrapped_model.pth": {"model": encoder_sd},
         "wrapped_encoder.pth": {"encoder": encoder_sd, "epoch": 3},
-        "checkpoint.pth": {"strategy": strategy_sd, "epoch": 3, "config": {"encoder": {"gnn_type": "gin"}}},
+        # the resume checkpoint: whole strategy + RNG states (numpy's needs the non-weights-only loader)
+        "checkpoint.pth": {
+            "strategy": strategy_sd,
+            "epoch": 3,
+            "rng": {"numpy": np.random.get_state()},
+            "config": {"encoder": {"gnn_type": "gin"}},
+        },
         "ddp.pth": {f"module.{k}": v for k, v in encoder_sd.items()},
     }
     for name, obj in formats.items():
