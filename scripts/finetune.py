@@ -34,12 +34,13 @@ def _domains() -> list[str]:
 
 
 def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
-    names = task_names(domain) if domain in registered_domains() else ()
+    domains = _domains()
+    names = task_names(domain) if domain in domains else ()
     p = argparse.ArgumentParser(
         description="Fine-tune a GNN on a downstream graph classification dataset (paper protocol by default).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--domain", default="chem", choices=_domains(), help="task domain")
+    p.add_argument("--domain", default="chem", choices=domains, help="task domain")
     p.add_argument("--dataset", default="bbbp", choices=names or None, metavar="NAME",
                    help=f"downstream dataset of the domain ({', '.join(names)})")
     p.add_argument("--input-model-file", default=None, help="pre-trained encoder checkpoint (omit: from scratch)")
