@@ -296,6 +296,73 @@ class BioEgoNetworks(InMemoryDataset):
         atomic_write_json(self.processed_paths[1], meta)
 
 
+OPTIONS_ENV = "GNNPRETRAIN_BIO_OPTIONS"
+_INT_OR_NONE = {"max_neighbors", "max_nodes", "test_species", "max_centres"}
+_STR_OR_NONE = {"annotations", "parents"}
+
+
+def parse_options(text: str | None) -> dict[str, Any]:
+    """Parse ``"key=value,key=value"`` into :class:`BioConfig` keyword arguments.
+
+    Used for dataset names such as ``string_human:max_centres=3000`` and for ``$GNNPRETRAIN_BIO_OPTIONS``,
+    so that the shared command-line scripts can build a non-default bio dataset. ``ppi`` takes files
+    joined by ``+``; ``thresholds`` one number or 7 joined by ``+``; ``none`` clears an optional cap.
+    """
+    out: dict[str, Any] = {}
+    if not text:
+        return out
+    fields = BioConfig.__dataclass_fields__
+    defaults = BioConfig()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if not eq or key not in fields:
+            raise ValueError(f"bad bio dataset option {part!r}: expected key=value with key one of {sorted(fields)}")
+        value = value.strip()
+        try:
+            if key in _INT_OR_NONE:
+                out[key] = None if value.lower() == "none" else int(value)
+            elif key in _STR_OR_NONE:
+                out[key] = None if value.lower() == "none" else value
+            elif key == "ppi":
+                out[key] = value.split("+")
+            elif key == "thresholds":
+                vals = [float(v) for v in value.split("+")]
+                out[key] = vals[0] if len(vals) == 1 else vals
+            elif isinstance(getattr(defaults, key), bool):
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                out[key] = value.lower() in ("true", "1")
+            elif isinstance(getattr(defaults, key), int):
+                out[key] = int(value)
+            elif isinstance(getattr(defaults, key), float):
+                out[key] = float(value)
+            else:
+                out[key] = value
+        except ValueError:
+            raise ValueError(f"bad value in bio dataset option {part!r} (expected the type of BioConfig.{key})") from None
+    return out
+
+
+def options_from_env() -> dict[str, Any]:
+    """Options set by ``$GNNPRETRAIN_BIO_OPTIONS`` (empty when unset)."""
+    import os
+
+    return parse_options(os.environ.get(OPTIONS_ENV))
+
+
+def load_named(name: str, root=None, cache=None, **extra: Any) -> "BioEgoNetworks":
+    """``"string_human"`` or ``"string_human:key=value,..."`` → dataset; env options apply first."""
+    base, _, opts = name.partition(":")
+    if base != "string_human":
+        raise ValueError(f"unknown bio dataset {name!r}: expected 'string_human' or 'string_human:key=value,...'")
+    kwargs = {**options_from_env(), **parse_options(opts), **extra}
+    return BioEgoNetworks(root, cache, **kwargs)
+
+
 def format_summary(summary: dict[str, Any], task_names: Sequence[str] | None = None) -> str:
     """Human-readable report of a built dataset (what `python -m gnnpretrain.bio.dataset` prints)."""
     lines = [

@@ -8,7 +8,8 @@
 * a folder path: the paper's processed bio dataset (``<path>/processed/geometric_data_processed.pt``,
   see :mod:`gnnpretrain.bio.paper`).
 
-``--max-molecules N`` keeps the first N graphs (in protein order) — for quick runs.
+``--max-molecules N`` keeps the first N graphs (in protein order) — for quick runs. Dataset options
+(``BioConfig`` fields) come from ``$GNNPRETRAIN_BIO_OPTIONS`` (e.g. ``max_centres=3000``).
 """
 
 from __future__ import annotations
@@ -40,19 +41,19 @@ def _reject_chem_options(name, smiles_column, featurizer, options):
 @register_pretrain_dataset("string_human", "bio")
 def _string_human(name, *, data_root=None, cache=None, max_molecules=None, smiles_column=None,
                   featurizer="reference", num_workers=None, **options):
-    from gnnpretrain.bio.dataset import BioEgoNetworks
+    from gnnpretrain.bio.dataset import load_named
 
     _reject_chem_options(name, smiles_column, featurizer, options)
-    return _limit(BioEgoNetworks(data_root, cache), max_molecules)
+    return _limit(load_named("string_human", data_root, cache), max_molecules)
 
 
 @register_pretrain_dataset("string_human_supervised", "bio")
 def _string_human_supervised(name, *, data_root=None, cache=None, max_molecules=None, smiles_column=None,
                              featurizer="reference", num_workers=None, **options):
-    from gnnpretrain.bio.dataset import BioEgoNetworks
+    from gnnpretrain.bio.dataset import load_named
 
     _reject_chem_options(name, smiles_column, featurizer, options)
-    full = BioEgoNetworks(data_root, cache)
+    full = load_named("string_human", data_root, cache)
     idx = full.split["supervised_pretrain"]
     if max_molecules is not None:
         idx = idx[: int(max_molecules)]

@@ -2,8 +2,9 @@
 
 Dataset names:
 
-* ``string_human`` — :class:`gnnpretrain.bio.dataset.BioEgoNetworks` built from the data root with
-  its defaults; 40 GO biological-process tasks; split = the dataset's recorded protein-disjoint split
+* ``string_human`` (or ``string_human:key=value,...`` with :class:`~gnnpretrain.bio.dataset.BioConfig`
+  fields; ``$GNNPRETRAIN_BIO_OPTIONS`` too) — :class:`gnnpretrain.bio.dataset.BioEgoNetworks` built
+  from the data root; 40 GO biological-process tasks; split = the dataset's recorded protein-disjoint split
   (``--split default``; the CLI's chem default ``scaffold`` is taken to mean the same), or
   ``--split random`` (labelled graphs shuffled with ``--split-seed``, 80/10/10).
 * ``paper:<folder>`` — the paper's processed supervised bio dataset (``<folder>/processed/
@@ -43,14 +44,15 @@ def load_bio_task(name: str, *, data_root: str | os.PathLike | None = None, cach
                              "(use the reference's 'supervised' folder)")
         method = "species"
         sp = ds.split
-    elif name in NAMES:
-        from gnnpretrain.bio.dataset import BioEgoNetworks
+    elif name.partition(":")[0] in NAMES:
+        from gnnpretrain.bio.dataset import load_named
 
-        ds = BioEgoNetworks(data_root, cache)
+        ds = load_named(name, data_root, cache)
         sp = ds.split
         method = ds.meta["split"]["method"]
     else:
-        raise ValueError(f"unknown bio dataset {name!r}: expected one of {NAMES} or 'paper:<folder>'")
+        raise ValueError(f"unknown bio dataset {name!r}: expected one of {NAMES} (optionally ':key=value,...') "
+                         "or 'paper:<folder>'")
     if split in DEFAULT_SPLITS:
         train, valid, test = sp["train"], sp["valid"], sp["test"]
     elif split == "random":
@@ -63,7 +65,8 @@ def load_bio_task(name: str, *, data_root: str | os.PathLike | None = None, cach
         domain="bio", name=name, dataset=ds, train_idx=train, valid_idx=valid, test_idx=test,
         num_tasks=int(ds.num_tasks), model_kwargs={"input": "bio", "center_pool": True}, metric="roc_auc",
         split=method,
-        info={"num_graphs": len(ds), "task_names": list(ds.task_names), "dataset_meta_split": ds.meta.get("split")},
+        info={"num_graphs": len(ds), "task_names": list(ds.task_names), "dataset_meta_split": ds.meta.get("split"),
+              "dataset_config": ds.meta.get("config"), "dataset_summary": {k: v for k, v in ds.meta.get("summary", {}).items() if k != "positives_per_task"}},
     )
 
 

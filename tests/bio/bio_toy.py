@@ -58,4 +58,4 @@ def write_toy(root: Path, direct=DIRECT) -> dict[str, Path]:
     return {"ppi": ppi, "parents": parents, "annotations": ann}
 
 
-SMALL = dict(max_centres=1500, num_downstream=10, min_positives=15, num_coarse=100, coarse_min_positives=10)
+SMALL = dict(max_centres=1500, max_neighbors=5, num_downstream=10, min_positives=15, num_coarse=100, coarse_min_positives=10)

@@ -23,7 +23,7 @@ def test_small_real_dataset_fields_and_summary(small_bio):
     assert s["tasks"] == ds.num_tasks == 10 and s["coarse_tasks"] == ds.num_pretrain_tasks == 100
     assert s["labelled_graphs"] + s["unlabelled_pool"] == len(ds)
     assert all(p >= SMALL["min_positives"] for p in s["positives_per_task"].values())
-    assert 2 < s["mean_nodes"] <= 1 + 10 + 100
+    assert 2 < s["mean_nodes"] <= 1 + 5 + 25
     d = ds[0]
     assert d.x.dtype == torch.long and (d.x == 1).all() and d.x.shape == (d.num_nodes, 1)
     assert d.edge_attr.dtype == torch.float32 and d.edge_attr.shape[1] == 9
