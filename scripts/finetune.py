@@ -41,8 +41,9 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--domain", default="chem", choices=domains, help="task domain")
-    p.add_argument("--dataset", default="bbbp", choices=names or None, metavar="NAME",
-                   help=f"downstream dataset of the domain ({', '.join(names)})")
+    p.add_argument("--dataset", default=None, choices=names or None, metavar="NAME",
+                   help=f"downstream dataset of the domain ({', '.join(names) or 'see the domain docs'}); "
+                   "default: the domain's first (bbbp for chem)")
     p.add_argument("--input-model-file", default=None, help="pre-trained encoder checkpoint (omit: from scratch)")
     p.add_argument("--gnn-type", default="gin", choices=["gin", "gcn", "graphsage", "gat"])
     p.add_argument("--num-layer", type=int, default=5)
@@ -88,6 +89,11 @@ def main(argv: list[str] | None = None) -> dict:
         seeds = parse_seeds(args.seeds)
     except ValueError as err:
         parser.error(str(err))
+    if args.dataset is None:
+        names = task_names(args.domain)
+        if not names:
+            parser.error(f"--dataset is required for --domain {args.domain}")
+        args.dataset = names[0]
     if args.epochs is None:
         args.epochs = DOMAIN_EPOCHS.get(args.domain, 100)
     try:

@@ -205,3 +205,20 @@ def test_cli_bad_input(capsys, tmp_path):
     with pytest.raises(SystemExit):
         cli.main(["--dataset", "bbbp", "--input-model-file", str(tmp_path / "none.pth"), "--output", str(tmp_path)])
     assert "no such file" in capsys.readouterr().err
+
+
+def test_cli_runs_and_prints_summary(capsys, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ft_cli2", Path(__file__).parents[2] / "scripts" / "finetune.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    argv = ["--dataset", "clintox", "--num-layer", "1", "--emb-dim", "16", "--epochs", "1", "--seeds", "0,1",
+            "--output", str(tmp_path), "--no-progress", "--report", "last", "--threads", "1"]
+    summary = cli.main(argv)
+    out = capsys.readouterr().out
+    assert "chem/clintox: test ROC-AUC (last)" in out and "over 2 seeds [best-valid:" in out
+    assert summary["seeds"] == [0, 1] and summary["config"]["num_layer"] == 1
+    assert sorted(p.name for p in (tmp_path / "clintox").iterdir()) == ["seed0.json", "seed1.json", "summary.json"]
+    rec = json.loads((tmp_path / "clintox" / "seed1.json").read_text())
+    assert rec["num_tasks"] == 2 and len(rec["last"]["test_per_task"]) == 2
