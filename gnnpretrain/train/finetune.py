@@ -318,8 +318,12 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
 
     best = _best_epoch(curve)
     last = curve[-1]
-    pick = lambda r: {"epoch": r["epoch"], "valid_auc": r["valid_auc"], "test_auc": r["test_auc"],  # noqa: E731
-                      "test_per_task": r["test_per_task"]}
+
+    def pick(r: dict) -> dict:
+        # per-task ROC-AUC is nan for single-class tasks; null keeps the file strict JSON
+        per_task = [None if math.isnan(v) else v for v in r["test_per_task"]]
+        return {"epoch": r["epoch"], "valid_auc": r["valid_auc"], "test_auc": r["test_auc"], "test_per_task": per_task}
+
     return {
         "format": RESULT_FORMAT,
         "finished": True,
