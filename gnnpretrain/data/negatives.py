@@ -41,33 +41,17 @@ def sample_negative_edges(
     ptr = graph_ptr(batch).to(device)
     ngraph = node_graph(batch, ptr).to(device)
     num_graphs = ptr.numel() - 1
-    n_total = int(ptr[-1])
     counts = ptr[1:] - ptr[:-1]
 
     ecounts, local = _edge_layout(edge_index, ngraph, num_graphs)
     pos = edge_index[:, local % 2 == 0]
     want = ecounts // 2
 
-    src, dst = edge_index
-    bond_keys = torch.unique(torch.minimum(src, dst) * n_total + torch.maximum(src, dst))
-
     pairs_per = counts * counts
     if int(pairs_per.sum()) <= max_pairs:
-        a, b, pg = _all_pairs(ptr, counts, pairs_per)
+        a, b, pg = _non_bonded_pairs(edge_index, ptr, counts, pairs_per, ngraph)
     else:
-        a, b, pg = _random_pairs(ptr, counts, 5 * ecounts, generator)
-    ok = a != b
-    a, b, pg = a[ok], b[ok], pg[ok]
-    lo, hi = torch.minimum(a, b), torch.maximum(a, b)
-    keys = lo * n_total + hi
-    ok = ~torch.isin(keys, bond_keys)
-    a, b, pg, keys = lo[ok], hi[ok], pg[ok], keys[ok]
-    # unique unordered pairs (the enumeration has none repeated; random draws may)
-    uniq, inverse = torch.unique(keys, return_inverse=True)
-    first = torch.full((uniq.numel(),), keys.numel(), dtype=torch.long, device=device)
-    first.scatter_reduce_(0, inverse, torch.arange(keys.numel(), device=device), reduce="amin")
-    first = torch.sort(first).values  # candidates stay grouped by graph, in draw order
-    a, b, pg = a[first], b[first], pg[first]
+        a, b, pg = _random_non_bonded_pairs(edge_index, ptr, counts, 5 * ecounts, generator)
 
     ccounts = torch.bincount(pg, minlength=num_graphs)
     cptr = torch.zeros(num_graphs + 1, dtype=torch.long, device=device)
@@ -76,18 +60,49 @@ def sample_negative_edges(
     return pos, torch.stack([a[chosen], b[chosen]])
 
 
-def _all_pairs(ptr: Tensor, counts: Tensor, pairs_per: Tensor):
-    """Every ordered pair (a, b), a < b, of every graph, grouped by graph (global node numbers)."""
+def _non_bonded_pairs(edge_index: Tensor, ptr: Tensor, counts: Tensor, pairs_per: Tensor, ngraph: Tensor):
+    """Every unordered non-bonded pair (a, b), a < b, of every graph, grouped by graph (global numbers).
+
+    Graph g's ordered pairs occupy a block of ``n_g * n_g`` slots (slot ``a * n_g + b``); bonds are marked
+    in that layout directly, so no sorting or hashing is needed.
+    """
     device = ptr.device
     total = int(pairs_per.sum())
-    pg = torch.repeat_interleave(torch.arange(counts.numel(), device=device), pairs_per, output_size=total)
     start = torch.cumsum(pairs_per, 0) - pairs_per
+    bonded = torch.zeros(total, dtype=torch.bool, device=device)
+    src, dst = edge_index
+    g = ngraph[src]
+    base = ptr[:-1][g]
+    bonded[start[g] + (src - base) * counts[g] + (dst - base)] = True
+    pg = torch.repeat_interleave(torch.arange(counts.numel(), device=device), pairs_per, output_size=total)
     q = torch.arange(total, device=device) - start[pg]
     n = counts[pg]
     a, b = q // n, q % n
-    keep = a < b
+    keep = ((a < b) & ~bonded).nonzero().view(-1)
+    pg = pg[keep]
     base = ptr[:-1][pg]
-    return (a + base)[keep], (b + base)[keep], pg[keep]
+    return a[keep] + base, b[keep] + base, pg
+
+
+def _random_non_bonded_pairs(edge_index: Tensor, ptr: Tensor, counts: Tensor, draws: Tensor, generator):
+    """The reference's rejection scheme: ``draws[g]`` random pairs per graph, minus self-pairs, bonds and
+    repeats (unordered), in draw order, grouped by graph."""
+    device = ptr.device
+    n_total = int(ptr[-1])
+    a, b, pg = _random_pairs(ptr, counts, draws, generator)
+    src, dst = edge_index
+    bond_keys = torch.unique(torch.minimum(src, dst) * n_total + torch.maximum(src, dst))
+    ok = a != b
+    a, b, pg = a[ok], b[ok], pg[ok]
+    lo, hi = torch.minimum(a, b), torch.maximum(a, b)
+    keys = lo * n_total + hi
+    ok = ~torch.isin(keys, bond_keys)
+    lo, hi, pg, keys = lo[ok], hi[ok], pg[ok], keys[ok]
+    uniq, inverse = torch.unique(keys, return_inverse=True)
+    first = torch.full((uniq.numel(),), keys.numel(), dtype=torch.long, device=device)
+    first.scatter_reduce_(0, inverse, torch.arange(keys.numel(), device=device), reduce="amin")
+    first = torch.sort(first).values  # back to draw order, still grouped by graph
+    return lo[first], hi[first], pg[first]
 
 
 def _random_pairs(ptr: Tensor, counts: Tensor, draws: Tensor, generator: torch.Generator | None):
