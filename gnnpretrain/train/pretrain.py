@@ -146,6 +146,19 @@ class _MetricAccumulator:
         return out
 
 
+def _average_buffers(module: torch.nn.Module, world_size: int) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over the ranks.
+
+    DDP broadcasts rank 0's buffers at every forward, so after the last step of an epoch each rank
+    holds statistics updated by its own last batch; averaging makes every rank hold the same model
+    (and a better estimate than rank 0's alone) before it is saved.
+    """
+    for buf in module.buffers():
+        if buf.dtype.is_floating_point:
+            dist.all_reduce(buf.data)
+            buf.data /= world_size
+
+
 def _read_metrics(path: Path, before_epoch: int) -> list[str]:
     if not path.exists():
         return []
@@ -305,6 +318,8 @@ def pretrain(
             dist.all_gather_object(gathered, keys)
             keys = sorted(set().union(*gathered))
         metric_keys = keys
+        if world_size > 1:
+            _average_buffers(strategy, world_size)
         record = {"epoch": epoch, "steps": steps, **acc.reduce(device, world_size, metric_keys)}
         record["time_s"] = round(time.time() - t0, 3)
         if rank == 0:
