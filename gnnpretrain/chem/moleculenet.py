@@ -383,8 +383,8 @@ class MoleculeNet(InMemoryDataset):
         self._set_payload(payload)
 
     def _set_payload(self, p: dict) -> None:
-        self.smiles: list[str] = list(p["smiles"])
-        self.rows: torch.Tensor = p["rows"]
+        self._all_smiles: list[str] = list(p["smiles"])
+        self._all_rows: torch.Tensor = p["rows"]
         self.task_names: list[str] = list(p["task_names"])
         self.num_raw: int = int(p["num_raw"])
         self.unparsable_rows: list[int] = list(p["unparsable_rows"])
@@ -402,6 +402,20 @@ class MoleculeNet(InMemoryDataset):
             "edge_attr": edge_ptr,
             "y": torch.arange(n + 1, dtype=torch.long),
         }
+
+    @property
+    def smiles(self) -> list[str]:
+        """SMILES of the graphs, in dataset order (also for a subset such as ``ds[train_idx]``)."""
+        if self._indices is None:
+            return self._all_smiles
+        return [self._all_smiles[i] for i in self.indices()]
+
+    @property
+    def rows(self) -> torch.Tensor:
+        """0-based raw-file row of each graph (also for a subset)."""
+        if self._indices is None:
+            return self._all_rows
+        return self._all_rows[torch.as_tensor(list(self.indices()), dtype=torch.long)]
 
     @property
     def num_tasks(self) -> int:

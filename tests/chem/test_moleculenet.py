@@ -93,6 +93,31 @@ def test_batches_have_label_matrix(datasets):
     assert len(sub) == 3 and torch.equal(sub[0].x, datasets["bbbp"][3].x)
 
 
+def test_subsets_keep_smiles_aligned(datasets):
+    ds = datasets["bbbp"]
+    idx = torch.tensor([10, 3, 2000])
+    sub = ds[idx]
+    assert sub.smiles == [ds.smiles[10], ds.smiles[3], ds.smiles[2000]]
+    assert sub.rows.tolist() == [10, 3, 2000]
+    assert torch.equal(sub[1].x, smiles_to_graph(sub.smiles[1]).x)
+    assert ds[5:8].smiles == ds.smiles[5:8]
+
+
+def test_parallel_processing_equals_serial(tmp_path, data_dir, monkeypatch):
+    from gnnpretrain.chem import moleculenet as mn
+
+    monkeypatch.setattr(mn, "_CHUNK", 40)  # several chunks from a small file
+    (tmp_path / "moleculenet").mkdir()
+    pd.read_csv(data_dir / "moleculenet" / "tox21.csv").head(200).to_csv(tmp_path / "moleculenet" / "tox21.csv", index=False)
+    path = tmp_path / "moleculenet" / "tox21.csv"
+    serial = mn.build("tox21", path, num_workers=0, progress=False)
+    parallel = mn.build("tox21", path, num_workers=2, progress=True)
+    assert serial["smiles"] == parallel["smiles"] and len(serial["smiles"]) == 200
+    for key in ("x", "edge_index", "edge_attr", "n_nodes", "n_edges", "rows"):
+        assert torch.equal(serial[key], parallel[key]), key
+    assert torch.equal(serial["y"].nan_to_num(-1), parallel["y"].nan_to_num(-1))
+
+
 def test_second_load_uses_the_cache(datasets, data_dir, cache):
     ds = datasets["bace"]
     path = ds.processed_path
