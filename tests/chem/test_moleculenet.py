@@ -191,6 +191,16 @@ def test_bace_official_layout_with_descriptor_columns(tmp_path):
     assert ds.task_names == ["Class"] and ds._data.y[:, 0].tolist() == [1.0, 0.0]
 
 
+def test_official_hiv_layout_via_env_data_root(tmp_path, monkeypatch):
+    # official HIV.csv: smiles, activity (CI/CM/CA strings, not a task), HIV_active
+    _write(tmp_path, "HIV.csv", "smiles,activity,HIV_active\nCCO,CI,0\nc1ccccc1N,CM,1\nC1CC,CI,0\n")
+    monkeypatch.setenv("GNNPRETRAIN_DATA", str(tmp_path))
+    with pytest.warns(UserWarning, match=r"'hiv': skipped 1 of 3"):
+        ds = MoleculeNet(name="HIV", cache=tmp_path / "c", download=False)
+    assert ds.raw_path == tmp_path / "moleculenet" / "HIV.csv"
+    assert ds.task_names == ["HIV_active"] and ds._data.y[:, 0].tolist() == [0.0, 1.0]
+
+
 def test_changed_raw_file_is_reprocessed(tmp_path):
     path = _write(tmp_path, "bace.csv", "mol,Class\nCCO,1\nCCN,0\n")
     a = MoleculeNet(tmp_path, "bace", cache=tmp_path / "c", download=False)
