@@ -132,3 +132,19 @@ def test_loader_argument_errors(data_list):
         GraphStoreLoader(store, 2, rank=2, world_size=2)
     with pytest.raises(ValueError, match="leaves no graph"):
         GraphStoreLoader(store, 2, world_size=8, drop_last=True)
+
+
+def test_concat_and_pyg_dataloader(data_list):
+    from torch_geometric.loader import DataLoader
+
+    from gnnpretrain.data import concat_stores
+
+    a, b = GraphStore.from_data_list(data_list[:50]), GraphStore.from_data_list(data_list[50:])
+    both = concat_stores([a, b])
+    assert len(both) == len(data_list)
+    for i in (0, 49, 50, len(data_list) - 1):
+        _same(both[i], data_list[i])
+    # a GraphStore is a PyG-style dataset: PyG's own DataLoader batches it like the list of Data
+    pyg = next(iter(DataLoader(both, batch_size=40, shuffle=False)))
+    _same(pyg, both.collate(torch.arange(40)))
+    assert [d.num_nodes for d in both][:3] == [d.num_nodes for d in data_list[:3]]
