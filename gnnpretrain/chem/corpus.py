@@ -17,10 +17,10 @@ and the same N always gives the same molecules.
 
 Featurization runs once, in ``num_workers`` processes over chunks of SMILES, and writes flat arrays
 (:class:`gnnpretrain.data.GraphStore`) to ``<cache>/corpus/<name>-<featurizer>-<N>-<key>/``; the key hashes
-the source files' paths, sizes and modification times, the featurizer, the column and ``max_molecules``,
-so a changed file or option rebuilds. The store is written to a temporary folder and renamed, so an
-interrupted run never leaves a half-written cache. Later calls memory-map the arrays (seconds for the
-full corpus). SMILES that RDKit cannot parse, or that the featurizer cannot encode, are skipped and
+the source files' paths, sizes and modification times, the featurizer, the column, ``max_molecules`` and
+the RDKit version, so a changed file, option or RDKit rebuilds. The store is written to a temporary
+folder and renamed, so an interrupted run never leaves a half-written cache. Later calls memory-map the
+arrays (instant; pages are read as batches touch them). SMILES that RDKit cannot parse, or that the featurizer cannot encode, are skipped and
 counted (``store.meta["num_skipped"]``, one warning); ``store.source_index`` maps every graph to its row
 in the (subsetted) concatenation of the source files.
 """
@@ -39,6 +39,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
+from rdkit import rdBase
 
 from gnnpretrain.chem.featurize import (
     FEATURE_DIMS,
@@ -250,6 +251,7 @@ def _cache_key(files: Sequence[Path], featurizer: str, max_molecules: int | None
         "max_molecules": max_molecules,
         "smiles_column": smiles_column,
         "subset_seed": SUBSET_SEED,
+        "rdkit": rdBase.rdkitVersion,  # parsing/aromaticity can change between RDKit releases
     }
     return hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()[:16]
 
