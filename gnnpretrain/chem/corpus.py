@@ -151,6 +151,14 @@ def subset_indices(n: int, max_molecules: int | None) -> np.ndarray:
     return np.sort(rng.choice(n, size=max_molecules, replace=False))
 
 
+def _narrow(a: np.ndarray) -> np.ndarray:
+    for dt in (np.int8, np.int16, np.int32):
+        info = np.iinfo(dt)
+        if a.size == 0 or (info.min <= a.min() and a.max() <= info.max):
+            return a.astype(dt)
+    return a
+
+
 def _featurize_chunk(args: tuple[list[str], str]):
     """Worker: featurize SMILES into flat numpy arrays (local edge numbering) + positions kept.
 
@@ -180,10 +188,11 @@ def _featurize_chunk(args: tuple[list[str], str]):
         return None
     x = np.asarray(atoms_all, dtype=np.int64).reshape(-1, n_atom_feat)
     e = np.asarray(edges_all, dtype=np.int64).reshape(-1, 2 + n_bond_feat)
+    # narrow before returning: the full corpus as int64 would need ~4 GB in the parent process
     return (
-        x,
-        np.ascontiguousarray(e[:, :2].T),
-        np.ascontiguousarray(e[:, 2:]),
+        _narrow(x),
+        _narrow(np.ascontiguousarray(e[:, :2].T)),
+        _narrow(np.ascontiguousarray(e[:, 2:])),
         np.asarray(nn, dtype=np.int64),
         np.asarray(ne, dtype=np.int64),
         np.asarray(kept, dtype=np.int64),
