@@ -43,7 +43,7 @@ def model(request) -> nn.Module:
 
 @torch.no_grad()
 def test_output_shapes_at_several_resolutions(model):
-    for h, w in ((32, 32), (57, 43), (96, 80)):
+    for h, w in ((32, 32), (57, 43), (80, 64)):
         assert model(torch.randn(2, 3, h, w)).shape == (2, 5)
     # stride 32 with "same" padding: the last feature map is ceil(size / 32)
     assert model.features(torch.randn(1, 3, 65, 33)).shape[-2:] == (3, 2)
@@ -117,13 +117,14 @@ def test_torchscript_matches_eager():
 
 
 def test_digits_training_learns():
-    """Real data, real training: two short epochs must take the digits far above chance (10%)."""
+    """Real data, real training: four short epochs (16x16 inputs, the narrowest MobileNet) must take
+    the digits far above chance (10%). The full-size demo (scripts/vision_demo.py) reaches ~95%."""
     torch.manual_seed(0)
-    data = load_digits_images(size=32)
-    assert data.x_train.shape == (1437, 3, 32, 32) and data.x_test.shape == (360, 3, 32, 32)
+    data = load_digits_images(size=16)
+    assert data.x_train.shape == (1437, 3, 16, 16) and data.x_test.shape == (360, 3, 16, 16)
     assert sorted(data.y_test.unique().tolist()) == list(range(10))
     model = mobilenet_v1(num_classes=10, width_mult=0.25)
-    res = train_digits(model, data, epochs=2, batch_size=128, lr=5e-3, progress=False)
+    res = train_digits(model, data, epochs=4, batch_size=32, lr=2e-2, progress=False)
     assert res["history"][-1]["train_loss"] < res["history"][0]["train_loss"]
     assert res["test_accuracy"] > 0.5, res
 
