@@ -14,6 +14,11 @@ Attributes written (reference names):
 * :class:`MaskAtom`: ``masked_atom_indices``, ``mask_node_label`` (original rows of ``x``), and with
   ``mask_edge`` ``connected_edge_indices`` (one direction per bond) and ``mask_edge_label`` (original
   rows of ``edge_attr``).
+
+Batching their outputs needs a collate that offsets ``edge_index_substruct`` / ``center_substruct_idx``
+by the substructure sizes and ``edge_index_context`` / ``overlap_context_substruct_idx`` by the context
+sizes (the reference's ``BatchSubstructContext``); PyG's default collate would offset them by the whole
+molecule's node count.
 """
 
 from __future__ import annotations
