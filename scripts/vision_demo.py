@@ -19,8 +19,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch  # noqa: E402
 
 from gnnpretrain.utils import atomic_write_json, seed_everything  # noqa: E402
-from gnnpretrain.vision import count_macs, create_model, list_models  # noqa: E402
+from gnnpretrain.vision import count_macs, create_model, default_resolution, list_models  # noqa: E402
 from gnnpretrain.vision.digits import load_digits_images, train_digits  # noqa: E402
+
+
+def model_table() -> str:
+    """Markdown table: name, native resolution, parameters (1000 classes; 21 for LR-ASPP), MACs."""
+    rows = ["| model | input | params | MACs |", "|---|---|---|---|"]
+    for name in list_models():
+        with torch.device("meta"):  # no weights allocated: counting B7 takes about a second
+            model = create_model(name)
+        res = default_resolution(name)
+        params = sum(p.numel() for p in model.parameters())
+        rows.append(f"| {name} | {res} | {params:,} | {count_macs(model, res) / 1e6:,.1f}M |")
+    return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -35,7 +47,13 @@ def main(argv: list[str] | None = None) -> dict:
                     help="torch CPU threads (1 is fastest on a small, shared CPU: no thread barriers)")
     ap.add_argument("--out", type=Path, default=None, help="optional JSON results file")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--table", action="store_true",
+                    help="instead of training, print a markdown table of every registered model's "
+                         "parameters and MACs at its native resolution (meta-device builds, ~10 s)")
     args = ap.parse_args(argv)
+    if args.table:
+        print(model_table())
+        return {}
     if args.epochs < 1:
         ap.error(f"--epochs must be >= 1, got {args.epochs}")
 
