@@ -405,4 +405,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the importable module's main(), not this __main__ copy: the processed file pickles the
+    # EgoData class by its module path, which must be gnnpretrain.bio.dataset to load elsewhere.
+    from gnnpretrain.bio.dataset import main as _main
+
+    _main()
