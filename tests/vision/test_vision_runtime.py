@@ -139,3 +139,35 @@ def test_subpackage_imports_nothing_from_the_graph_side():
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env=env)
+
+
+def test_export_and_post_training_quantization():
+    """Built-in activations only, so the graph exporters and PyTorch's FX quantization handle the
+    models: torch.export (the graph ONNX's exporter consumes) reproduces the eager output, and
+    post-training int8 quantization swaps in quantized convolutions and still runs."""
+    import warnings
+
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    from gnnpretrain.vision.digits import recalibrate_bn
+
+    torch.manual_seed(0)
+    m = mobilenet_v3_small(num_classes=5)
+    x = torch.randn(4, 3, 48, 48)
+    recalibrate_bn(m, x)  # realistic BN statistics, so activations have a meaningful range
+    with torch.no_grad():
+        ref = m(x)
+        exported = torch.export.export(m, (x,))
+        torch.testing.assert_close(exported.module()(x), ref)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FX quantization is deprecated in favour of torch.ao / pt2e
+        prepared = prepare_fx(m, get_default_qconfig_mapping("x86"), (x,))
+        prepared(x)  # calibrate
+        q = convert_fx(prepared)
+    n_qconv = sum(1 for n in q.modules() if type(n).__module__.startswith("torch.ao.nn.quantized")
+                  and "Conv" in type(n).__name__)
+    assert n_qconv >= 30, f"expected the convolutions to be quantized, found {n_qconv}"
+    with torch.no_grad():
+        out = q(x)
+    assert out.shape == ref.shape and torch.isfinite(out).all()
