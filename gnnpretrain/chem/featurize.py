@@ -105,22 +105,23 @@ def check_supported(mol: Chem.Mol) -> None:
 def reference_rows(mol: Chem.Mol) -> tuple[AtomRows, EdgeRows]:
     """Plain-Python rows of the paper's featurization: ``[(type, chirality)]`` and
     ``[(src, dst, bond_type, bond_dir)]``. Lists, not tensors, so dataset builders can
-    concatenate tens of thousands of molecules without a per-molecule tensor cost."""
-    atoms = []
-    for atom in mol.GetAtoms():
-        z = atom.GetAtomicNum()
-        if not 1 <= z <= 118:
-            check_supported(mol)  # raises with the full message
-        atoms.append((z - 1, _CHIRALITY.get(atom.GetChiralTag(), 0)))
+    concatenate tens of thousands of molecules without a per-molecule tensor cost. Checks the
+    molecule as it goes (raises :class:`UnsupportedMolecule`, see :func:`check_supported`)."""
+    chir = _CHIRALITY.get
+    atoms = [(a.GetAtomicNum() - 1, chir(a.GetChiralTag(), 0)) for a in mol.GetAtoms()]
+    if atoms and not 0 <= min(atoms)[0] <= max(atoms)[0] <= 117:
+        check_supported(mol)  # raises with the full message
+    btype, bdir = _BOND_TYPE.get, _BOND_DIR.get
     rows = []
+    append = rows.append
     for bond in mol.GetBonds():
-        btype = _BOND_TYPE.get(bond.GetBondType())
-        if btype is None:
+        t = btype(bond.GetBondType())
+        if t is None:
             check_supported(mol)
-        bdir = _BOND_DIR.get(bond.GetBondDir(), 0)
+        d = bdir(bond.GetBondDir(), 0)
         i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
-        rows.append((i, j, btype, bdir))
-        rows.append((j, i, btype, bdir))
+        append((i, j, t, d))
+        append((j, i, t, d))
     return atoms, rows
 
 
