@@ -1,0 +1,117 @@
+#!/usr/bin/env python
+"""Compare pre-training strategies downstream (the paper's Table 1) and flag negative transfer.
+
+Examples:
+    python scripts/compare.py --profile quick                       # ~20 min on a 2-core CPU
+    python scripts/compare.py --profile paper --jobs 8 --device cuda
+    python scripts/compare.py --strategies none,contextpred,contextpred+supervised \\
+        --datasets bbbp,tox21 --seeds 0-9 --epochs 100
+    python scripts/compare.py --profile quick --checkpoint mine=path/to/model.pth
+    python scripts/compare.py --profile quick --reference-checkpoints gcn_supervised_contextpred,gat_supervised_contextpred
+
+Pre-trains whatever checkpoint is missing, fine-tunes every (strategy, dataset, seed) that has no
+finished result file, then writes ``results.md`` / ``results.csv`` (and both report modes as
+``results_best-valid.*``, ``results_last.*``), ``gain.png`` and ``report.json`` into the output
+folder (default ``<domain>/runs/compare/<profile>``). Re-running resumes; a finished comparison
+re-runs in seconds. Row names and the job graph are documented in ``gnnpretrain/train/compare.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parent.parent
+if str(_REPO) not in sys.path:
+    sys.path.insert(0, str(_REPO))
+
+from gnnpretrain.train.compare import GNN_TYPES, PROFILES, REPORT_MODES, config_from_profile, run_comparison  # noqa: E402
+from gnnpretrain.utils import parse_seeds  # noqa: E402
+
+
+def _csv(s: str | None) -> list[str] | None:
+    if s is None:
+        return None
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def _checkpoints(items: list[str] | None) -> dict[str, str] | None:
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise argparse.ArgumentTypeError(f"--checkpoint expects NAME=PATH, got {item!r}")
+        name, path = item.split("=", 1)
+        out[name.strip()] = path.strip()
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                   help="defaults for everything below (quick: small CPU run; paper: full protocol)")
+    p.add_argument("--strategies", default=None, help="comma list of rows: none, none:gcn, contextpred, a+b, ref:<stem>")
+    p.add_argument("--datasets", default=None, help="comma list of downstream data sets")
+    p.add_argument("--seeds", default=None, help="fine-tuning seeds, e.g. 0-9")
+    p.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs")
+    p.add_argument("--pretrain-epochs", type=int, default=None)
+    p.add_argument("--max-molecules", type=int, default=None, help="pre-training corpus size (first N molecules)")
+    p.add_argument("--supervised-max-molecules", type=int, default=None, help="ChEMBL molecules for supervised steps")
+    p.add_argument("--reference-checkpoints", default=None,
+                   help="comma list of reference checkpoint stems to add as rows (with none:<arch> baselines); '' for none")
+    p.add_argument("--reference-dir", default=None, help="folder of the paper's .pth files (default <data_root>/../reference-checkpoints/<domain>)")
+    p.add_argument("--checkpoint", action="append", default=None, metavar="NAME=PATH",
+                   help="use this encoder file for row NAME instead of pre-training (repeatable)")
+    p.add_argument("--domain", default=None, help="chem (default) or bio")
+    p.add_argument("--gnn-type", default=None, choices=GNN_TYPES)
+    p.add_argument("--jobs", type=int, default=None, help="parallel fine-tuning processes (1 torch thread each)")
+    p.add_argument("--report", default=None, choices=REPORT_MODES, help="which epoch the main table reports")
+    p.add_argument("--alpha", type=float, default=None, help="significance level of the negative-transfer test")
+    p.add_argument("--device", default=None, help="cpu (default), cuda, auto")
+    p.add_argument("--output", default=None, help="output folder")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--cache", default=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    refs = args.reference_checkpoints
+    try:
+        config = config_from_profile(
+            args.profile,
+            strategies=_csv(args.strategies),
+            datasets=_csv(args.datasets),
+            seeds=parse_seeds(args.seeds) if args.seeds is not None else None,
+            epochs=args.epochs,
+            pretrain_epochs=args.pretrain_epochs,
+            max_molecules=args.max_molecules,
+            supervised_max_molecules=args.supervised_max_molecules,
+            reference_checkpoints=_csv(refs) if refs is not None else None,
+            reference_dir=args.reference_dir,
+            checkpoints=_checkpoints(args.checkpoint),
+            domain=args.domain,
+            gnn_type=args.gnn_type,
+            jobs=args.jobs,
+            report=args.report,
+            alpha=args.alpha,
+            device=args.device,
+            output=args.output,
+            data_root=args.data_root,
+            cache=args.cache,
+        )
+    except (ValueError, argparse.ArgumentTypeError) as err:
+        parser.error(str(err))
+    report = run_comparison(config)
+    out = config.out_dir
+    print((out / "results.md").read_text())
+    print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'gain.png'} "
+          f"({report['ran']} runs executed, {report['wall_time_s']:.0f} s)")
+    return report
+
+
+if __name__ == "__main__":
+    main()
