@@ -102,6 +102,7 @@ def test_lraspp_segmentation_output():
         assert m(torch.randn(1, 3, h, w)).shape == (1, 4, h, w)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_torchscript_matches_eager():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 48, 40)
