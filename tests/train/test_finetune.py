@@ -26,7 +26,9 @@ from gnnpretrain.train.finetune import (
 from gnnpretrain.train.tasks import Task, get_task, register_task_loader
 
 REF_CKPT = Path("/work/shared/reference-checkpoints/chem")
-SMALL = dict(num_layer=2, emb_dim=64, epochs=6, batch_size=32, dropout=0.2, progress=False)
+# 2 x 64 GIN, 6 epochs, the paper's dropout: on BBBP's scaffold split seeds 0-2 reach test ROC-AUC 0.61-0.63 in
+# both report modes (measured here); short runs with dropout 0.2 or wider models spread far more (0.52-0.69)
+SMALL = dict(num_layer=2, emb_dim=64, epochs=6, batch_size=32, dropout=0.5, progress=False)
 
 
 @pytest.fixture(scope="module", autouse=True)
