@@ -170,6 +170,10 @@ class BioEgoNetworks(InMemoryDataset):
             if unknown:
                 raise TypeError(f"unknown bio dataset option(s) {sorted(unknown)}; valid: {sorted(BioConfig.__dataclass_fields__)}")
             cfg = BioConfig(**{**asdict(cfg), **kwargs})
+        if isinstance(cfg.ppi, (str, Path)):
+            cfg.ppi = [str(cfg.ppi)]
+        elif cfg.ppi is not None:
+            cfg.ppi = [str(p) for p in cfg.ppi]
         self.cfg = cfg
         self.data_root = data_root(root)
         name = "string_human" if cfg.ppi is None else Path(cfg.ppi[0]).name.split(".")[0]
