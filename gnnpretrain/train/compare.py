@@ -527,7 +527,8 @@ def gain_figure(cells: Sequence[dict], rows: Sequence[str], datasets: Sequence[s
             ys.append(100 * c["diff"])
             se = c.get("se", math.nan)
             es.append(0.0 if se is None or math.isnan(se) else 100 * se)
-        ax.bar(xs, ys, width, yerr=es, capsize=2, label=r)
+        base = next((by[(r, d)]["baseline"] for d in datasets if (r, d) in by), None)
+        ax.bar(xs, ys, width, yerr=es, capsize=2, label=r if base in (None, "none") else f"{r} (vs {base})")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(datasets)))
     ax.set_xticklabels([d.upper() for d in datasets])
@@ -566,7 +567,7 @@ def write_report(config: CompareConfig, rows: Sequence[Row], checkpoints: dict[s
             atomic_write_text(out / "results.csv", csv_table(cells, mode, config.alpha))
             gain_figure(
                 cells, names, config.datasets, out / "gain.png",
-                f"{config.domain}: gain over no pre-training ({mode} epoch, {len(config.seeds)} seeds, "
-                f"{config.epochs} fine-tuning epochs)",
+                f"{config.domain}: gain over no pre-training\n({mode} epoch, {len(config.seeds)} seeds, "
+                f"{config.epochs} fine-tuning epochs; bars: ±1 s.e. of the difference)",
             )
     return report
