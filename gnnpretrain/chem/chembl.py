@@ -256,7 +256,8 @@ def build_label_matrix(
     stats["tasks_total"] = int(len(task_order))
     stats["tasks_kept"] = int(len(tasks))
     agg = agg[agg["task"].isin(keep)]
-    mol_keys = [k for k in rep["key"] if k in set(agg["key"])]
+    labelled = set(agg["key"])
+    mol_keys = [k for k in rep["key"] if k in labelled]
     stats["molecules_without_labels_dropped"] = int(before - stats["removed_downstream_molecules"] - len(mol_keys))
     row = {k: i for i, k in enumerate(mol_keys)}
     col = {t: j for j, t in enumerate(tasks)}
