@@ -74,10 +74,15 @@ class ContextPred(Strategy):
                 "JK='concat' because the two GNNs have different depths; use JK last, max or sum"
             )
 
-    def forward(self, batch, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
+    def extract_pair(self, batch, generator: torch.Generator | None = None):
+        """The batch's (substructure, context) pairs; a domain with another rule (bio: rooted at the
+        ego-network centre) overrides only this."""
         from gnnpretrain.data import extract_context
 
-        pair = extract_context(batch, self.k, self.r1, self.r2, generator=generator)
+        return extract_context(batch, self.k, self.r1, self.r2, generator=generator)
+
+    def forward(self, batch, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
+        pair = self.extract_pair(batch, generator)
         n = int(pair.kept.numel())
         metrics: dict[str, float] = {"num_graphs": float(batch.num_graphs), "num_no_context": float(pair.num_dropped)}
         if n == 0:
