@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Mapping
@@ -54,7 +55,12 @@ def _torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # our own checkpoint.pth also stores RNG states and configs that the safe loader refuses;
-        # only fall back for files the caller chose to load
+        # only fall back for files the caller chose to load, and say so (unpickling runs code)
+        warnings.warn(
+            f"{path} is not a plain tensor file; loading it with full unpickling (weights_only=False). "
+            "Only load checkpoints you trust; model.pth files written by pre-training load safely.",
+            stacklevel=3,
+        )
         return torch.load(path, map_location="cpu", weights_only=False)
 
 
