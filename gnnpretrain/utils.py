@@ -106,3 +106,21 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
     return dev
+
+
+def run_cli(main, *args: Any) -> None:
+    """Run a script's ``main`` and turn expected user errors into one clean message (exit code 2).
+
+    Bad input (a missing file, a wrong option value, a checkpoint of another architecture) raises
+    ``FileNotFoundError`` / ``ValueError`` with an actionable message; a command-line user needs that
+    message, not a traceback. Set ``GNNPRETRAIN_DEBUG=1`` to get the traceback.
+    """
+    import sys
+
+    try:
+        main(*args)
+    except (FileNotFoundError, ValueError) as err:
+        if os.environ.get("GNNPRETRAIN_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -218,4 +218,6 @@ def argv_is_cli() -> bool:
 
 
 if __name__ == "__main__":
-    main()
+    from gnnpretrain.utils import run_cli
+
+    run_cli(main)
