@@ -41,13 +41,7 @@ import pandas as pd
 import torch
 from rdkit import rdBase
 
-from gnnpretrain.chem.featurize import (
-    FEATURE_DIMS,
-    ROW_FEATURIZERS,
-    UnsupportedMolecule,
-    get_featurizer,
-    parse_smiles,
-)
+from gnnpretrain.chem.featurize import featurize_chunk, get_featurizer
 from gnnpretrain.data.store import GraphStore
 from gnnpretrain.paths import cache_dir, data_root, missing_file_message
 
@@ -162,40 +156,26 @@ def _narrow(a: np.ndarray) -> np.ndarray:
 def _featurize_chunk(args: tuple[list[str], str]):
     """Worker: featurize SMILES into flat numpy arrays (local edge numbering) + positions kept.
 
-    Uses the featurizer's plain-row form (``ROW_FEATURIZERS``) and converts a whole chunk to arrays at
-    once, avoiding a per-molecule tensor / ``Data`` construction.
+    Shares :func:`gnnpretrain.chem.featurize.featurize_chunk` with the MoleculeNet loader (one chunk
+    converted to arrays at once, no per-molecule ``Data``); molecules without atoms are dropped too.
     """
-    smiles, featurizer = args
-    rows_fn = ROW_FEATURIZERS[featurizer]
-    n_atom_feat, n_bond_feat = FEATURE_DIMS[featurizer]
-    atoms_all: list = []
-    edges_all: list = []
-    nn, ne, kept = [], [], []
-    for i, s in enumerate(smiles):
-        mol = parse_smiles(s)
-        if mol is None or mol.GetNumAtoms() == 0:
-            continue
-        try:
-            atoms, rows = rows_fn(mol)
-        except UnsupportedMolecule:
-            continue
-        atoms_all.extend(atoms)
-        edges_all.extend(rows)
-        nn.append(len(atoms))
-        ne.append(len(rows))
-        kept.append(i)
-    if not kept:
+    out = featurize_chunk(args)
+    keep = out["n_nodes"] > 0
+    if not keep.any():
         return None
-    x = np.asarray(atoms_all, dtype=np.int64).reshape(-1, n_atom_feat)
-    e = np.asarray(edges_all, dtype=np.int64).reshape(-1, 2 + n_bond_feat)
+    n_nodes, n_edges = out["n_nodes"], out["n_edges"]
+    x, e = out["x"], out["edges"]
+    if not keep.all():  # drop the rows of atom-less molecules (they have no atoms and no edges)
+        n_nodes, n_edges = n_nodes[keep], n_edges[keep]
+    kept = np.asarray(out["kept"], dtype=np.int64)[keep]
     # narrow before returning: the full corpus as int64 would need ~4 GB in the parent process
     return (
         _narrow(x),
         _narrow(np.ascontiguousarray(e[:, :2].T)),
         _narrow(np.ascontiguousarray(e[:, 2:])),
-        np.asarray(nn, dtype=np.int64),
-        np.asarray(ne, dtype=np.int64),
-        np.asarray(kept, dtype=np.int64),
+        n_nodes,
+        n_edges,
+        kept,
     )
 
 

@@ -200,3 +200,47 @@ def smiles_to_graph(smiles: str, featurizer: str = "reference") -> Data | None:
         return fn(mol)
     except UnsupportedMolecule:
         return None
+
+
+def featurize_chunk(args: tuple[list[str], str]) -> dict:
+    """Featurize a list of SMILES into flat arrays (module-level so a process pool can run it).
+
+    Returns ``x`` [sum N, F], ``edges`` [sum E, 2 + B] (per-graph node numbering), ``n_nodes``,
+    ``n_edges``, ``kept`` (positions in the chunk), ``unparsable`` and ``unsupported`` positions.
+    """
+    smiles, featurizer = args
+    rows_fn = ROW_FEATURIZERS[featurizer]
+    n_atom_feat, n_bond_feat = FEATURE_DIMS[featurizer]
+    atoms_all: list = []
+    edges_all: list = []
+    n_nodes, n_edges, kept, unparsable, unsupported = [], [], [], [], []
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        for i, s in enumerate(smiles):
+            mol = parse_smiles(s)
+            if mol is None:
+                unparsable.append(i)
+                continue
+            try:
+                if featurizer != "reference":  # the reference rows check as they go
+                    check_supported(mol)
+                atoms, edges = rows_fn(mol)
+            except UnsupportedMolecule:
+                unsupported.append(i)
+                continue
+            atoms_all.extend(atoms)
+            edges_all.extend(edges)
+            n_nodes.append(len(atoms))
+            n_edges.append(len(edges))
+            kept.append(i)
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+    return {
+        "x": np.asarray(atoms_all, dtype=np.int64).reshape(-1, n_atom_feat),
+        "edges": np.asarray(edges_all, dtype=np.int64).reshape(-1, 2 + n_bond_feat),
+        "n_nodes": np.asarray(n_nodes, dtype=np.int64),
+        "n_edges": np.asarray(n_edges, dtype=np.int64),
+        "kept": kept,
+        "unparsable": unparsable,
+        "unsupported": unsupported,
+    }

@@ -25,18 +25,11 @@ import numpy as np
 import pandas as pd
 import rdkit
 import torch
-from rdkit import Chem, RDLogger
 from torch_geometric.data import Data, InMemoryDataset
 from tqdm.auto import tqdm
 
 from gnnpretrain.chem import download as _dl
-from gnnpretrain.chem.featurize import (
-    FEATURE_DIMS,
-    ROW_FEATURIZERS,
-    UnsupportedMolecule,
-    check_supported,
-    get_featurizer,
-)
+from gnnpretrain.chem.featurize import FEATURE_DIMS, featurize_chunk, get_featurizer
 from gnnpretrain.paths import cache_dir, data_root, missing_file_message
 from gnnpretrain.utils import atomic_torch_save
 
@@ -173,50 +166,6 @@ def read_table(name: str, path: str | os.PathLike) -> tuple[list[str], np.ndarra
     y = _labels(df, tasks, path)
     smiles = ["" if not isinstance(s, str) else s for s in df[smiles_col].tolist()]
     return smiles, y, tasks
-
-
-def featurize_chunk(args: tuple[list[str], str]) -> dict:
-    """Featurize a list of SMILES into flat arrays (module-level so a process pool can run it).
-
-    Returns ``x`` [sum N, F], ``edges`` [sum E, 2 + B] (per-graph node numbering), ``n_nodes``,
-    ``n_edges``, ``kept`` (positions in the chunk), ``unparsable`` and ``unsupported`` positions.
-    """
-    smiles, featurizer = args
-    rows_fn = ROW_FEATURIZERS[featurizer]
-    n_atom_feat, n_bond_feat = FEATURE_DIMS[featurizer]
-    atoms_all: list = []
-    edges_all: list = []
-    n_nodes, n_edges, kept, unparsable, unsupported = [], [], [], [], []
-    RDLogger.DisableLog("rdApp.*")
-    try:
-        for i, s in enumerate(smiles):
-            mol = Chem.MolFromSmiles(s) if s and s.strip() else None
-            if mol is None:
-                unparsable.append(i)
-                continue
-            try:
-                if featurizer != "reference":  # the reference rows check as they go
-                    check_supported(mol)
-                atoms, edges = rows_fn(mol)
-            except UnsupportedMolecule:
-                unsupported.append(i)
-                continue
-            atoms_all.extend(atoms)
-            edges_all.extend(edges)
-            n_nodes.append(len(atoms))
-            n_edges.append(len(edges))
-            kept.append(i)
-    finally:
-        RDLogger.EnableLog("rdApp.*")
-    return {
-        "x": np.asarray(atoms_all, dtype=np.int64).reshape(-1, n_atom_feat),
-        "edges": np.asarray(edges_all, dtype=np.int64).reshape(-1, 2 + n_bond_feat),
-        "n_nodes": np.asarray(n_nodes, dtype=np.int64),
-        "n_edges": np.asarray(n_edges, dtype=np.int64),
-        "kept": kept,
-        "unparsable": unparsable,
-        "unsupported": unsupported,
-    }
 
 
 def _default_workers(n: int) -> int:
