@@ -128,3 +128,40 @@ def run_cli(main, *args: Any) -> None:
             raise
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def runtime_info(device: str | torch.device | None = None) -> dict[str, Any]:
+    """What changes floating-point results besides the config: library versions, threads, device.
+
+    Recorded in every result file (seed JSON, ledger rows), so two numbers that disagree can be
+    traced to a different torch build, thread count or device instead of being averaged blindly.
+    """
+    import platform
+    import sys
+    from importlib import metadata
+
+    def version(pkg: str) -> str | None:
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return None
+
+    from gnnpretrain import __version__
+
+    dev = torch.device(device) if device is not None else None
+    info: dict[str, Any] = {
+        "gnnpretrain": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torch_geometric": version("torch_geometric") or version("torch-geometric"),
+        "rdkit": version("rdkit"),
+        "numpy": np.__version__,
+        "scikit_learn": version("scikit-learn"),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(dev) if dev is not None else None,
+        "machine": platform.machine(),
+    }
+    if dev is not None and dev.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(dev)
+        info["cuda"] = torch.version.cuda
+    return info
