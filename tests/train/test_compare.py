@@ -101,6 +101,14 @@ def test_rows_and_profiles(tmp_path):
 
 
 # ------------------------------------------------------------------------------- resume
+def drop_line(ledger, row, seed):
+    """Remove one cell's line from a ledger, as a crash before its append would have left it."""
+    lines = ledger.read_text().splitlines(keepends=True)
+    keep = [l for l in lines if not (l.split(",")[1] == row and l.split(",")[5] == str(seed))]
+    assert len(keep) == len(lines) - 1
+    ledger.write_text("".join(keep))
+
+
 def test_interrupted_comparison_resumes_only_missing_runs(tmp_path, data_dir):
     """Tiny real comparison (pre-training + fine-tuning), a lost result file, a re-run."""
     corpus = tmp_path / "corpus.csv"
@@ -127,9 +135,21 @@ def test_interrupted_comparison_resumes_only_missing_runs(tmp_path, data_dir):
     md = (tmp_path / "cmp" / "results.md").read_text()
     assert "| attrmasking |" in md and "BACE" in md
 
-    # simulate a crash that lost one fine-tune: only that run executes again (in a worker process)
+    ledger = tmp_path / "cmp" / "ledger.csv"
+    assert len(pd.read_csv(ledger)) == 4
+
+    # a lost seed file: the ledger is the record, nothing is recomputed
     lost = tmp_path / "cmp" / "finetune" / "attrmasking" / "bace" / "seed1.json"
     lost.unlink()
+    assert run_comparison(cfg, log=lambda s: None)["ran"] == 0
+    # a crash between the seed file and the ledger append: the line is copied from the file
+    drop_line(ledger, "none", 0)
+    again = run_comparison(cfg, log=lambda s: None)
+    assert again["ran"] == 0 and again["copied_from_seed_files"] == 1
+    assert len(pd.read_csv(ledger)) == 4
+    # lost both: only that run executes again (in a worker process)
+    drop_line(ledger, "attrmasking", 1)
+    lost.unlink(missing_ok=True)
     cfg.jobs = 2
     second = run_comparison(cfg, log=lambda s: None)
     assert second["ran"] == 1
