@@ -96,6 +96,20 @@ def test_rows_and_profiles(tmp_path):
     with pytest.raises(FileNotFoundError, match="reference checkpoint"):
         build_rows(CompareConfig(strategies=["ref:gin_nothing"], datasets=["bbbp"], seeds=[0],
                                  reference_dir=str(ref), output=str(tmp_path)))
+    # the architectures profile: scratch + 3 published checkpoints per architecture, GIN scratch
+    for arch in ("gcn", "graphsage", "gat"):
+        for ck in ("contextpred", "supervised", "supervised_contextpred"):
+            (ref / f"{arch}_{ck}.pth").write_bytes(b"x")
+    arch_cfg = config_from_profile("architectures", reference_dir=str(ref), output=str(tmp_path / "a"))
+    arch_rows = {r.name: r for r in build_rows(arch_cfg)}
+    assert len(arch_rows) == 13 and arch_cfg.epochs == 100 and arch_cfg.seeds == list(range(10))
+    assert arch_rows["ref:gat_supervised"].baseline == "none:gat" and arch_rows["none"].gnn_type == "gin"
+    assert all(r.dims(arch_cfg) == (5, 300) for r in arch_rows.values())
+    sub = config_from_profile("architectures", reference_dir=str(ref), output=str(tmp_path / "a"),
+                              rows=["ref:gcn_supervised_contextpred"])
+    assert [r.name for r in build_rows(sub)] == ["none:gcn", "ref:gcn_supervised_contextpred"]
+    with pytest.raises(ValueError, match="--rows 'ref:gin_x' is not a row"):
+        build_rows(config_from_profile("architectures", reference_dir=str(ref), rows=["ref:gin_x"]))
     with pytest.raises(ValueError, match="without --profile"):
         config_from_profile(None, strategies=["none"])
 

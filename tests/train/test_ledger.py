@@ -125,6 +125,12 @@ def test_tables_rebuilt_from_the_ledger_alone(tiny, tmp_path):
         assert (out / f"results_{mode}.md").read_text() == (Path(cfg.output) / f"results_{mode}.md").read_text()
     for fig in ("gain.png", "gain_grid.png"):
         assert (out / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # errors are one line, exit code 2 (scripts run through run_cli)
+    from gnnpretrain.utils import run_cli
+
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(compare_script.main, ["--report-only", "--ledger", str(tmp_path / "nope.csv"), "--output", str(out)])
+    assert exit_.value.code == 2
     cells = pd.read_csv(out / "results.csv")
     mine = cells[(cells.row == "gin_mine") & (cells.dataset == "bace")].iloc[0]
     assert mine.n == 3 and mine.baseline == "none"

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from gnnpretrain.errors import UserError
 from gnnpretrain.utils import atomic_write_text
 
 LEDGER_FORMAT = 1
@@ -56,7 +57,7 @@ COLUMNS = (
 )
 
 
-class LedgerMismatchError(ValueError):
+class LedgerMismatchError(UserError, ValueError):
     """A line would mix configurations in one ledger (see the module docstring)."""
 
 
