@@ -32,4 +32,6 @@ def read_molecule_table(
     smiles_column = find_smiles_column(list(df.columns), smiles_column, path=path)
     columns = [c for c in columns if c != smiles_column]
     find_label_columns(list(df.columns), columns, path=path, what=what)
-    return df[[smiles_column, *columns]], smiles_column
+    table = df[[smiles_column, *columns]].copy()
+    table.attrs["file_columns"] = [str(c) for c in df.columns]  # for error messages that list the file's columns
+    return table, smiles_column
