@@ -50,7 +50,7 @@ from gnnpretrain.errors import UserError
 from gnnpretrain.metrics import NoValidTaskError, roc_auc_multitask
 from gnnpretrain.train.objectives import Objective, TargetScaler, get_objective
 from gnnpretrain.train.tasks import Task, get_task
-from gnnpretrain.utils import atomic_write_json, parse_seeds, resolve_device, seed_everything
+from gnnpretrain.utils import atomic_write_json, parse_seeds, resolve_device, runtime_info, seed_everything
 
 __all__ = [
     "FinetuneConfig",
@@ -104,6 +104,8 @@ class FinetuneConfig:
     report: str = "best-valid"
     overwrite: bool = False
     progress: bool = True
+    # read an --input-model-file holding Python objects besides tensors (runs code: trusted files only)
+    trust_pickle: bool = False
     # CSV datasets only (dataset = a .csv path): SMILES column (None: the one named "smiles", any case),
     # target columns, and "classification" | "regression" (None: inferred, 0/1 values -> classification)
     smiles_column: str | None = None
@@ -226,7 +228,9 @@ def build_model(task: Task, config: FinetuneConfig) -> torch.nn.Module:
     )
     if config.input_model_file:
         try:
-            load_encoder_state(model.gnn, config.input_model_file)
+            load_encoder_state(model.gnn, config.input_model_file, trust_pickle=config.trust_pickle)
+        except UserError:  # unsafe or damaged file: its own one-line message says what to do
+            raise
         except (RuntimeError, ValueError, KeyError) as err:
             raise type(err)(
                 f"cannot load {config.input_model_file} into the fine-tuning encoder "
@@ -443,6 +447,7 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
         "wall_time_s": round(time.time() - t0, 3),
         "device": str(device),
         "torch_version": torch.__version__,
+        "runtime": runtime_info(device),
     }
 
 
@@ -481,9 +486,9 @@ def load_finished(config: FinetuneConfig, seed: int, current: dict | None = None
         )
         return None
     raise ConfigMismatchError(
-        f"{path} holds a finished seed computed with a different configuration:\n  "
-        + "\n  ".join(diffs)
-        + "\nUse another --output/--name for the new experiment, or pass --overwrite to recompute these seeds."
+        f"{path} holds a finished seed computed with a different configuration ("
+        + "; ".join(diffs)
+        + "); use another --output/--name for the new experiment, or pass --overwrite to recompute these seeds"
     )
 
 
@@ -601,6 +606,19 @@ def run_finetune(config: FinetuneConfig) -> dict:
 
     Resuming checks every seed file first, so a configuration mismatch fails before any training.
     """
+    from gnnpretrain.outputs import output_lock
+
+    # before any data loading or training: the output can be written and is ours alone (lock), and
+    # the checkpoint is safe to read and whole — each failure is one line (gnnpretrain.errors)
+    with output_lock(output_dir(config), what="fine-tuning output folder"):
+        if config.input_model_file and Path(config.input_model_file).suffix != ".safetensors":
+            from gnnpretrain.safeload import load_torch
+
+            load_torch(config.input_model_file, trust_pickle=config.trust_pickle, what="--input-model-file checkpoint")
+        return _run_finetune_locked(config)
+
+
+def _run_finetune_locked(config: FinetuneConfig) -> dict:
     from tqdm.auto import tqdm
 
     current = _recorded_config(config)
