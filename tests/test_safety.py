@@ -306,3 +306,21 @@ def test_damaged_corpus_store_is_rebuilt(tmp_path):
     with pytest.warns(UserWarning, match="format version 0"):
         store = load_corpus(corpus, cache=tmp_path / "c", progress=False, num_workers=1)
     assert torch.equal(store.x, x)
+
+
+def test_chembl_processed_cache_payload_never_runs_and_is_rebuilt(tmp_path):
+    """PyG's own loader retries unsafe files with full unpickling; ours refuses, warns and rebuilds."""
+    from gnnpretrain.chem.chembl import ChEMBL
+
+    csv = tmp_path / "mine.csv"
+    csv.write_text("smiles,A,B\nCCO,1,0\nCCN,0,1\nCCC,1,1\nc1ccccc1,0,0\n")
+    opts = dict(path=csv, cache=tmp_path / "c", exclude_downstream=False, min_actives=1, min_inactives=1,
+                label_format="binary")
+    ds = ChEMBL(**opts)
+    data_pt = Path(ds.processed_paths[0])
+    marker = tmp_path / "pwned"
+    torch.save(({"x": _Payload(marker)}, {}, None), data_pt)
+    with pytest.warns(UserWarning, match=r"ChEMBL cache .* is damaged \(.*data\.pt holds Python objects"):
+        again = ChEMBL(**opts)
+    assert not marker.exists()
+    assert len(again) == len(ds) and torch.equal(again._data.y, ds._data.y)
