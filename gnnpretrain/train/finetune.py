@@ -94,6 +94,9 @@ class FinetuneConfig:
     report: str = "best-valid"
     overwrite: bool = False
     progress: bool = True
+    amp: bool = False  # bf16 autocast (changes results: a RESULT_KEY)
+    fused: bool = False  # train the seeds as one stacked computation (gnnpretrain.train.sweep); bookkeeping
+    fuse_max: int | None = None  # cap on models per fused group (None: automatic)
 
     def __post_init__(self) -> None:
         self.seeds = parse_seeds(self.seeds)
@@ -108,6 +111,8 @@ class FinetuneConfig:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.fuse_max is not None and int(self.fuse_max) < 1:
+            raise ValueError(f"fuse_max must be >= 1 (or None for automatic), got {self.fuse_max}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.input_model_file is not None:
@@ -127,8 +132,10 @@ class FinetuneConfig:
 # seed list, the report mode) is bookkeeping. The checkpoint is compared by content hash.
 RESULT_KEYS = (
     "dataset", "domain", "gnn_type", "num_layer", "emb_dim", "JK", "graph_pooling", "dropout",
-    "epochs", "batch_size", "lr", "decay", "split", "split_seed", "featurizer", "input_model_sha256",
+    "epochs", "batch_size", "lr", "decay", "split", "split_seed", "featurizer", "input_model_sha256", "amp",
 )
+#: Value of a result key in files written before the key existed (so old files stay valid).
+RESULT_KEY_DEFAULTS: dict[str, Any] = {"amp": False}
 
 
 class ConfigMismatchError(RuntimeError):
@@ -241,24 +248,42 @@ def _check_split_has_classes(task: Task) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader, device: torch.device) -> tuple[float, list[float]]:
+def evaluate(model: torch.nn.Module, loader, device: torch.device, amp: bool = False) -> tuple[float, list[float]]:
     """Mean ROC-AUC over tasks (and per task) of ``model`` on the graphs of ``loader``."""
     model.eval()
     ys, scores = [], []
     for batch in loader:
         batch = batch.to(device)
-        logits = model(batch)
+        with autocast(device, amp):
+            logits = model(batch)
+        logits = logits.float()
         ys.append(batch.y.reshape(logits.shape).float().cpu())
         scores.append(logits.float().cpu())
     return roc_auc_multitask(torch.cat(ys), torch.cat(scores))
 
 
-def _train_epoch(model, loader, optimizer, device) -> float:
+def autocast(device: torch.device, amp: bool):
+    """bf16 autocast on ``device`` when ``amp`` (matmuls in bf16; the caller keeps loss/metrics fp32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(amp))
+
+
+def amp_note(device: torch.device) -> str | None:
+    """Why bf16 would be slow on ``device`` (``None`` when the hardware has native bf16 matmuls)."""
+    if device.type == "cuda":
+        return None if torch.cuda.is_bf16_supported() else "this GPU has no native bf16"
+    cpu = getattr(torch, "cpu", None)
+    has = getattr(cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(cpu, "_is_amx_tile_supported", lambda: False)()
+    return None if has else "this CPU has no AVX512-BF16/AMX: bf16 is emulated and usually slower than fp32"
+
+
+def _train_epoch(model, loader, optimizer, device, amp: bool = False) -> float:
     model.train()
     total, n = 0.0, 0
     for batch in loader:
         batch = batch.to(device)
-        logits = model(batch)
+        with autocast(device, amp):
+            logits = model(batch)
+        logits = logits.float()
         loss = masked_bce_with_logits(logits, batch.y.reshape(logits.shape).float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -290,6 +315,8 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
         # faster than letting intra-op threads compete (measured: 9x on a loaded 2-core machine)
         torch.set_num_threads(config.num_threads)
     _check_split_has_classes(task)
+    if config.amp and amp_note(device):
+        warnings.warn(f"--amp: {amp_note(device)}", stacklevel=2)
     t0 = time.time()
     seed_everything(seed)
     model = build_model(task, config).to(device)
@@ -302,20 +329,28 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
     bar = tqdm(range(1, config.epochs + 1), desc=f"{task.name} seed {seed}", leave=False,
                disable=not config.progress, dynamic_ncols=True)
     for epoch in bar:
-        loss = _train_epoch(model, train_loader, optimizer, device)
+        loss = _train_epoch(model, train_loader, optimizer, device, config.amp)
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"{task.name} seed {seed}: training loss became {loss} at epoch {epoch}; lower --lr"
             )
-        valid_auc, _ = evaluate(model, valid_loader, device)
-        test_auc, test_per_task = evaluate(model, test_loader, device)
+        valid_auc, _ = evaluate(model, valid_loader, device, config.amp)
+        test_auc, test_per_task = evaluate(model, test_loader, device, config.amp)
         curve.append({
             "epoch": epoch, "train_loss": loss, "valid_auc": valid_auc, "test_auc": test_auc,
             "time_s": round(time.time() - t0, 3), "test_per_task": test_per_task,
         })
         bar.set_postfix(loss=f"{loss:.4f}", valid=f"{valid_auc:.4f}", test=f"{test_auc:.4f}")
     bar.close()
+    num_params = sum(p.numel() for p in model.parameters())
+    return make_record(task, seed, config, curve, num_params, round(time.time() - t0, 3), device)
 
+
+def make_record(task: Task, seed: int, config: FinetuneConfig, curve: list[dict], num_params: int,
+                wall_time_s: float, device: torch.device) -> dict:
+    """The seed record written to ``seed<k>.json`` from a finished training curve (shared by separate
+    runs and fused sweeps, so their files are interchangeable). ``curve`` rows hold ``epoch``,
+    ``train_loss``, ``valid_auc``, ``test_auc``, ``time_s`` and ``test_per_task``."""
     best = _best_epoch(curve)
     last = curve[-1]
 
@@ -334,12 +369,12 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
         "config": _recorded_config(config),
         "split": {"method": task.split, "split_seed": config.split_seed, **task.sizes},
         "num_tasks": task.num_tasks,
-        "num_params": sum(p.numel() for p in model.parameters()),
+        "num_params": num_params,
         "task_info": task.info,
         "curve": [{k: v for k, v in r.items() if k != "test_per_task"} for r in curve],
         "last": pick(last),
         "best_valid": pick(best),
-        "wall_time_s": round(time.time() - t0, 3),
+        "wall_time_s": wall_time_s,
         "device": str(device),
         "torch_version": torch.__version__,
     }
@@ -347,9 +382,9 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
 
 def _mismatch(recorded: dict, current: dict) -> list[str]:
     return [
-        f"{k}: file has {recorded.get(k)!r}, now {current.get(k)!r}"
+        f"{k}: file has {recorded.get(k, RESULT_KEY_DEFAULTS.get(k))!r}, now {current.get(k)!r}"
         for k in RESULT_KEYS
-        if recorded.get(k) != current.get(k)
+        if recorded.get(k, RESULT_KEY_DEFAULTS.get(k)) != current.get(k)
     ]
 
 
@@ -481,6 +516,11 @@ def run_finetune(config: FinetuneConfig) -> dict:
 
     current = _recorded_config(config)
     done = {s: load_finished(config, s, current) for s in config.seeds}
+    if config.fused and any(r is None for r in done.values()):
+        from gnnpretrain.train.sweep import run_members
+
+        records = run_members([(config, s) for s in config.seeds], fuse_max=config.fuse_max)
+        return summarize(config, records)
     task = load_task(config) if any(r is None for r in done.values()) else None
     records = []
     bar = tqdm(config.seeds, desc=f"{config.dataset} seeds", disable=not config.progress, dynamic_ncols=True)
