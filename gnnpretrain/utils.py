@@ -115,15 +115,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def run_cli(main, *args: Any) -> None:
     """Run a script's ``main`` and turn expected user errors into one clean message (exit code 2).
 
-    Bad input (a missing file, a wrong option value, a checkpoint of another architecture) raises
-    ``FileNotFoundError`` / ``ValueError`` with an actionable message; a command-line user needs that
-    message, not a traceback. Set ``GNNPRETRAIN_DEBUG=1`` to get the traceback.
+    Bad input (a missing file, a wrong option value, a checkpoint of another architecture, a ragged
+    CSV, an untrusted pickle, a busy or unwritable output) raises a
+    :class:`~gnnpretrain.errors.UserError` or ``FileNotFoundError`` / ``ValueError`` with an
+    actionable message; a command-line user needs that message, not a traceback. Set
+    ``GNNPRETRAIN_DEBUG=1`` to get the traceback.
     """
     import sys
 
+    from gnnpretrain.errors import UserError
+
     try:
         main(*args)
-    except (FileNotFoundError, ValueError) as err:
+    except (UserError, FileNotFoundError, ValueError) as err:
         if os.environ.get("GNNPRETRAIN_DEBUG"):
             raise
         print(f"error: {err}", file=sys.stderr)
