@@ -141,7 +141,7 @@ def test_reference_gat_checkpoint(bace, data_dir):
 def test_fused_records_equal_separate_and_files_interchangeable(bace, tmp_path, data_dir, cache):
     """Whole records (curves incl. valid/test ROC-AUC) equal separate runs'; each run's files are
     accepted by the other's resume check; the comparison's reader reads the fused files."""
-    from gnnpretrain.train.compare import CompareConfig, build_rows, collect, finetune_config
+    from gnnpretrain.train.compare import CompareConfig, build_rows, finetune_config, plan_finetunes
 
     cc = CompareConfig(strategies=["none"], datasets=["bace"], seeds=[0, 1], epochs=1, num_layer=2, emb_dim=32,
                        output=str(tmp_path / "cmp"), data_root=str(data_dir), cache=str(cache))
@@ -156,9 +156,10 @@ def test_fused_records_equal_separate_and_files_interchangeable(bace, tmp_path, 
         assert strip(rec["curve"]) == strip(sep["curve"])
         assert rec["best_valid"] == sep["best_valid"] and rec["last"] == sep["last"]
         assert set(rec) - set(sep) == {"fused", "skipped"}
-    # the comparison's reader
-    vals = collect(cc, rows, {rows[0].name: None})[rows[0].name]["bace"]
-    assert vals["best-valid"] == [r["best_valid"]["test_auc"] for r in fused]
+    # the comparison's reader: both fused files are finished cells, copied into its ledger as they are
+    plan = plan_finetunes(cc, rows, {rows[0].name: None})
+    assert plan.todo == [] and len(plan.backfill) == 2
+    assert [float(line["test_auc_best_valid"]) for line in plan.backfill] == [r["best_valid"]["test_auc"] for r in fused]
     # a separate (non-fused) run over the same folder skips both seeds, and vice versa
     summary = run_finetune(FinetuneConfig(**{**ftc.to_dict(), "fused": False}))
     assert summary["seeds"] == [0, 1]

@@ -63,9 +63,12 @@ class LedgerMismatchError(UserError, ValueError):
 
 def config_hash(recorded_config: dict[str, Any]) -> str:
     """Short hash of every option that changes a seed's result (``finetune.RESULT_KEYS``)."""
-    from gnnpretrain.train.finetune import RESULT_KEYS
+    from gnnpretrain.train.finetune import RESULT_KEY_DEFAULTS, RESULT_KEYS
 
-    spec = {k: recorded_config.get(k) for k in RESULT_KEYS}
+    # keys added to RESULT_KEYS later (``amp``) enter the hash only when not at their default, so
+    # ledgers written before they existed keep their hashes
+    spec = {k: recorded_config.get(k, RESULT_KEY_DEFAULTS.get(k)) for k in RESULT_KEYS}
+    spec = {k: v for k, v in spec.items() if not (k in RESULT_KEY_DEFAULTS and v == RESULT_KEY_DEFAULTS[k])}
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
