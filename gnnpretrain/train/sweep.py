@@ -48,7 +48,6 @@ from typing import Callable, Sequence
 
 import torch
 
-from gnnpretrain.metrics import roc_auc_multitask
 from gnnpretrain.nn.stacked import FusedBatch, StackedGraphPred, unsupported_reason
 from gnnpretrain.train.finetune import (
     RESULT_KEYS,
@@ -62,8 +61,10 @@ from gnnpretrain.train.finetune import (
     make_record,
     output_dir,
     run_seed,
+    scores_from_predictions,
     seed_path,
 )
+from gnnpretrain.train.objectives import TargetScaler, get_objective
 from gnnpretrain.train.tasks import Task
 from gnnpretrain.utils import atomic_torch_save, atomic_write_json, resolve_device, seed_everything
 
@@ -153,8 +154,8 @@ def fusion_key(config: FinetuneConfig) -> tuple:
 
 def fallback_reason(task: Task, config: FinetuneConfig) -> str | None:
     """Why ``config`` on ``task`` cannot run fused (``None`` if it can)."""
-    if task.metric != "roc_auc":
-        return f"metric {task.metric!r} (fused sweeps score ROC-AUC)"
+    if getattr(task, "task_type", "classification") != "classification":
+        return f"{task.task_type} task (fused sweeps train the classification loss)"
     if task.model_kwargs.get("center_pool"):
         return "centre-node pooling"
     if config.num_workers:
@@ -215,8 +216,8 @@ def _per_model_loss(logits: Tensor, y: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def _evaluate_group(stacked: StackedGraphPred, batches: list, device: torch.device) -> list[tuple[float, list[float]]]:
-    """Mean and per-task ROC-AUC of every model; each batch is collated once for all models."""
+def _predict_group(stacked: StackedGraphPred, batches: list, device: torch.device) -> list[tuple[Tensor, Tensor]]:
+    """``(y, outputs)`` of every model, as ``finetune.predict``; each batch is collated once for all."""
     stacked.eval()
     G = stacked.num_models
     budget = EVAL_NODE_BUDGET.get(device.type, EVAL_NODE_BUDGET["cpu"])
@@ -231,7 +232,7 @@ def _evaluate_group(stacked: StackedGraphPred, batches: list, device: torch.devi
             for k in range(sl.stop - sl.start):
                 scores[start + k].append(logits[k].float().cpu())
     y = torch.cat(ys)
-    return [roc_auc_multitask(y, torch.cat(s)) for s in scores]
+    return [(y, torch.cat(s)) for s in scores]
 
 
 def _group_key(members: Sequence[tuple[FinetuneConfig, int]]) -> str:
@@ -269,6 +270,8 @@ def train_group(
     if cfg0.num_threads:
         torch.set_num_threads(cfg0.num_threads)
     _check_split_has_classes(task)
+    objective = get_objective(task.task_type)
+    scaler = TargetScaler.identity(task.num_tasks)  # classification only (regression runs separately)
     t0 = time.time()
 
     plain, rng_states = [], []
@@ -342,14 +345,13 @@ def train_group(
         bad = [members[g][1] for g in range(G) if not math.isfinite(epoch_loss[g])]
         if bad:
             raise FloatingPointError(f"{task.name} seed(s) {bad}: training loss became non-finite at epoch {epoch}; lower --lr")
-        valid = _evaluate_group(stacked, valid_batches, device)
-        test = _evaluate_group(stacked, test_batches, device)
+        valid = _predict_group(stacked, valid_batches, device)
+        test = _predict_group(stacked, test_batches, device)
         share = round((time.time() - t0) / G, 3)
         for g in range(G):
-            curves[g].append({
-                "epoch": epoch, "train_loss": epoch_loss[g], "valid_auc": valid[g][0], "test_auc": test[g][0],
-                "time_s": share, "test_per_task": test[g][1],
-            })
+            scores, per_task = scores_from_predictions(objective, scaler, task, {"valid": valid[g], "test": test[g]})
+            curves[g].append({"epoch": epoch, "train_loss": epoch_loss[g], **scores, "time_s": share,
+                              "test_per_task": per_task})
         if spath is not None and epoch < cfg0.epochs and time.time() - last_save >= checkpoint_interval_s:
             atomic_torch_save({
                 "key": _group_key(members), "epoch": epoch, "model": stacked.state_dict(),
@@ -362,7 +364,7 @@ def train_group(
     wall = time.time() - t0
     records = []
     for g, (cfg, seed) in enumerate(members):
-        rec = make_record(task, seed, cfg, curves[g], num_params, round(wall / G, 3), device)
+        rec = make_record(task, seed, cfg, curves[g], num_params, round(wall / G, 3), device, objective, scaler)
         rec["fused"] = {"group_size": G, "group_wall_time_s": round(wall, 3)}
         records.append(rec)
     return records
