@@ -129,3 +129,19 @@ def test_custom_dataset_names_and_errors(tmp_path):
         get_task("chem", "moleculeace:CHEMBL0_Ki")
     with pytest.raises(ValueError, match="only apply to a CSV"):
         get_task("chem", "bbbp", target_columns=["p_np"])
+
+
+def test_architecture_follows_the_checkpoint(tmp_path):
+    from gnnpretrain.nn import GNN
+    from gnnpretrain.paths import checkpoints_root
+
+    if (checkpoints_root() / "chem" / "graphsage_supervised_contextpred.pth").is_file():
+        cfg = FinetuneConfig(dataset="bbbp", input_model_file="graphsage_supervised_contextpred")
+        assert (cfg.gnn_type, cfg.num_layer, cfg.emb_dim) == ("graphsage", 5, 300)
+        assert Path(cfg.input_model_file).is_file()
+    path = tmp_path / "gat_small.pth"
+    torch.save(GNN(num_layer=2, emb_dim=8, gnn_type="gat").state_dict(), path)
+    cfg = FinetuneConfig(dataset="bbbp", input_model_file=str(path))
+    assert (cfg.gnn_type, cfg.num_layer, cfg.emb_dim) == ("gat", 2, 8)
+    assert (FinetuneConfig().gnn_type, FinetuneConfig().emb_dim) == ("gin", 300)  # scratch: the paper's
+    assert FinetuneConfig(input_model_file=str(path), emb_dim=16).emb_dim == 16  # explicit wins
