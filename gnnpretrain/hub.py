@@ -58,6 +58,7 @@ __all__ = [
     "load",
     "load_state_dict",
     "read_metadata",
+    "architecture_of",
 ]
 
 BASE_URL = "https://raw.githubusercontent.com/snap-stanford/pretrain-gnns/master"
@@ -392,6 +393,19 @@ def _architecture_from_weights(sd: Any, path: Path | None) -> dict[str, Any]:
     gnn_type = hint if hint in spec["gnn_types"] else spec["gnn_types"][0]
     return {"num_layer": spec["num_layer"], "emb_dim": spec["emb_dim"], "JK": "last", "drop_ratio": 0.0,
             "gnn_type": gnn_type, "input": spec["input"]}
+
+
+def architecture_of(path: str | os.PathLike) -> dict[str, Any]:
+    """``GNN`` keyword arguments of a local encoder file (metadata, else weights + file name); ``{}`` when the
+    file cannot be read safely (the caller then keeps its defaults and loading reports the real problem)."""
+    path = Path(path)
+    meta = read_metadata(path)
+    if meta.get("encoder"):
+        return dict(meta["encoder"])
+    try:
+        return _architecture_from_weights(load_state_dict(path), path)
+    except (ValueError, KeyError, RuntimeError, OSError):
+        return {}
 
 
 def _build(arch: Mapping[str, Any], sd: Any, source: str) -> torch.nn.Module:
