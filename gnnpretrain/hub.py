@@ -238,12 +238,13 @@ def _local_candidates(entry: HubEntry, root: Path) -> builtins.list[Path]:
     return [root / entry.domain / entry.filename, root / entry.path]
 
 
-def _download(entry: HubEntry, dest: Path, cache: str | os.PathLike | None, progress: bool, timeout: float) -> None:
+def _download(entry: HubEntry, dest: Path, cache: str | os.PathLike | None, progress: bool, timeout: float,
+              root: Path) -> None:
     from tqdm.auto import tqdm
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part")
-    folder = checkpoints_root() / entry.domain
+    folder = root / entry.domain
     try:
         with urllib.request.urlopen(entry.url, timeout=timeout) as resp, open(tmp, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or entry.size
@@ -307,7 +308,7 @@ def resolve(
             f"pre-trained model {entry.name!r} is not on disk; download {entry.url} and put it at "
             f"{root / entry.domain / entry.filename} (or allow the download)."
         )
-    _download(entry, cached, cache, progress, timeout)
+    _download(entry, cached, cache, progress, timeout, root)
     return cached
 
 
