@@ -29,6 +29,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -55,6 +57,8 @@ __all__ = [
     "summarize",
     "seed_path",
     "default_output",
+    "checkpoint_label",
+    "safe_name",
 ]
 
 REPORT_MODES = ("best-valid", "last")
@@ -90,6 +94,7 @@ class FinetuneConfig:
     device: str = "auto"
     num_workers: int = 0
     num_threads: int | None = None
+    jobs: int = 1
     eval_batch_size: int = 256
     report: str = "best-valid"
     overwrite: bool = False
@@ -104,6 +109,8 @@ class FinetuneConfig:
                 raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1 (or None for torch's default), got {self.num_threads}")
+        if int(self.jobs) < 1:
+            raise ValueError(f"jobs must be >= 1, got {self.jobs}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if not 0.0 <= float(self.dropout) < 1.0:
@@ -135,17 +142,48 @@ class ConfigMismatchError(RuntimeError):
     """A finished seed file exists for a different configuration (see the module docstring)."""
 
 
+#: Checkpoint file stems that say nothing about the run (the folder name is added to them).
+_GENERIC_STEMS = frozenset({"model", "encoder", "checkpoint", "best", "last", "final", "weights"})
+
+
+def safe_name(text: str) -> str:
+    """``text`` as a portable file or folder name: letters, digits, ``.``, ``_``, ``-`` only."""
+    out = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    return out or "run"
+
+
+def checkpoint_label(path: str | os.PathLike) -> str:
+    """A short, filesystem-safe name for a checkpoint that differs for different weights.
+
+    The file stem (after the run folder's name when the stem is generic, e.g.
+    ``contextpred-model`` for ``runs/pretrain/contextpred/model.pth``) plus the first 8 hex digits
+    of its SHA-256, so two checkpoints both called ``model.pth`` never share a results folder.
+    """
+    p = Path(path)
+    stem = p.stem
+    if stem.lower() in _GENERIC_STEMS and p.resolve().parent.name:
+        stem = f"{p.resolve().parent.name}-{stem}"
+    return safe_name(f"{stem}-{_sha256(str(p))[:8]}")
+
+
 def default_output(config: FinetuneConfig) -> Path:
-    """``<domain>/runs/finetune/<name>`` in the checkout; the name defaults to gnn type + checkpoint stem."""
-    name = config.name
-    if not name:
-        stem = Path(config.input_model_file).stem if config.input_model_file else "scratch"
-        name = f"{config.gnn_type}_{stem}"
+    """``<domain>/runs/finetune/<name>`` in the checkout.
+
+    The name defaults to ``<gnn type>_scratch`` or ``<gnn type>_<checkpoint label>``
+    (:func:`checkpoint_label`: stem + content hash); a given ``name`` is made filesystem-safe.
+    """
+    if config.name:
+        name = safe_name(config.name)
+    elif config.input_model_file:
+        name = f"{config.gnn_type}_{checkpoint_label(config.input_model_file)}"
+    else:
+        name = f"{config.gnn_type}_scratch"
     return _REPO / config.domain / "runs" / "finetune" / name
 
 
 def output_dir(config: FinetuneConfig) -> Path:
-    return (Path(config.output) if config.output else default_output(config)) / config.dataset
+    """``<output>/<dataset>``; dataset options (``string_human:max_centres=3000``) become a safe name."""
+    return (Path(config.output) if config.output else default_output(config)) / safe_name(config.dataset)
 
 
 def seed_path(config: FinetuneConfig, seed: int) -> Path:
@@ -459,6 +497,14 @@ def summarize(config: FinetuneConfig, records: list[dict] | None = None) -> dict
     return summary
 
 
+def _split_name(summary: dict) -> str:
+    """The split the task actually used (bio records ``protein``/``species``), else the option given."""
+    split = summary.get("split")
+    if isinstance(split, dict) and split.get("method"):
+        return str(split["method"])
+    return str(summary["config"]["split"])
+
+
 def summary_line(summary: dict) -> str:
     """One human-readable line: the chosen report mode first, the other in brackets."""
     mode = summary["report"]
@@ -467,7 +513,7 @@ def summary_line(summary: dict) -> str:
     return (
         f"{summary['domain']}/{summary['dataset']}: test ROC-AUC ({mode}) {100 * a['mean']:.2f} ± "
         f"{100 * a['std']:.2f} over {a['n']} seeds [{other}: {100 * b['mean']:.2f} ± {100 * b['std']:.2f}]"
-        f" | epochs {summary['config']['epochs']}, split {summary['config']['split']}, "
+        f" | epochs {summary['config']['epochs']}, split {_split_name(summary)}, "
         f"{summary['wall_time_s_total']:.0f} s"
     )
 
@@ -476,21 +522,72 @@ def run_finetune(config: FinetuneConfig) -> dict:
     """Run (or resume) every seed of ``config`` and return the summary (also in ``summary.json``).
 
     Resuming checks every seed file first, so a configuration mismatch fails before any training.
+    With ``config.jobs > 1`` the unfinished seeds run in that many parallel processes with one torch
+    thread each (on a small CPU that beats sequential seeds with several threads; see
+    ``benchmarks/RESULTS.md``); every seed computes exactly what it computes alone.
     """
     from tqdm.auto import tqdm
 
     current = _recorded_config(config)
     done = {s: load_finished(config, s, current) for s in config.seeds}
-    task = load_task(config) if any(r is None for r in done.values()) else None
-    records = []
-    bar = tqdm(config.seeds, desc=f"{config.dataset} seeds", disable=not config.progress, dynamic_ncols=True)
-    for seed in bar:
-        if done[seed] is not None:
-            rec = {**done[seed], "skipped": True}
-        else:
-            rec = run_seed(config, seed, task, check=False)
-        records.append(rec)
-        bar.set_postfix(seed=seed, test_bv=f"{rec['best_valid']['test_auc']:.4f}",
-                        test_last=f"{rec['last']['test_auc']:.4f}", skipped=rec["skipped"])
+    todo = [s for s in config.seeds if done[s] is None]
+    task = load_task(config) if todo else None
+    records = {s: {**r, "skipped": True} for s, r in done.items() if r is not None}
+    bar = tqdm(total=len(config.seeds), desc=f"{config.dataset} seeds", disable=not config.progress,
+               dynamic_ncols=True)
+    bar.update(len(records))
+
+    def finished(rec: dict) -> None:
+        records[rec["seed"]] = rec
+        bar.update(1)
+        bar.set_postfix(seed=rec["seed"], test_bv=f"{rec['best_valid']['test_auc']:.4f}",
+                        test_last=f"{rec['last']['test_auc']:.4f}")
+
+    jobs = min(int(config.jobs), len(todo))
+    if jobs > 1:
+        for rec in _run_seeds_parallel(config, task, todo, jobs):
+            finished(rec)
+    else:
+        for seed in todo:
+            finished(run_seed(config, seed, task, check=False))
     bar.close()
-    return summarize(config, records)
+    return summarize(config, [records[s] for s in config.seeds])
+
+
+# Parallel seeds: the task is handed to forked workers through this global (no pickling of graphs).
+_PARALLEL_TASK: Task | None = None
+
+
+def _parallel_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _parallel_seed(config: FinetuneConfig, seed: int) -> dict:
+    return run_seed(config, seed, _PARALLEL_TASK, check=False)
+
+
+def _run_seeds_parallel(config: FinetuneConfig, task: Task, seeds: list[int], jobs: int):
+    """Yield the records of ``seeds`` as ``jobs`` worker processes (one thread each) finish them."""
+    global _PARALLEL_TASK
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    worker_config = dataclasses.replace(config, progress=False, jobs=1)
+    try:
+        ctx = mp.get_context("fork")  # workers inherit the loaded task
+    except ValueError:
+        ctx = mp.get_context("spawn")  # they load it from the cache instead
+    _PARALLEL_TASK = task
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_parallel_init,
+                                 initargs=(config.num_threads or 1,)) as pool:
+            futures = [pool.submit(_parallel_seed, worker_config, s) for s in seeds]
+            try:
+                for fut in as_completed(futures):
+                    yield fut.result()
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+    finally:
+        _PARALLEL_TASK = None

@@ -34,7 +34,7 @@ import torch.distributed as dist
 
 from gnnpretrain.utils import atomic_torch_save, atomic_write_json, atomic_write_text, resolve_device
 
-__all__ = ["pretrain", "ConfigMismatchError", "CHECKPOINT_NAME", "MODEL_NAME", "CONFIG_NAME", "METRICS_NAME", "epoch_seed"]
+__all__ = ["pretrain", "check_run_dir", "RunExistsError", "ConfigMismatchError", "CHECKPOINT_NAME", "MODEL_NAME", "CONFIG_NAME", "METRICS_NAME", "epoch_seed"]
 
 CHECKPOINT_NAME = "checkpoint.pth"
 MODEL_NAME = "model.pth"
@@ -50,6 +50,29 @@ RESUME_MUTABLE_KEYS = frozenset(
 
 class ConfigMismatchError(ValueError):
     """``resume`` was asked for, but the run directory was made with a different configuration."""
+
+
+class RunExistsError(FileExistsError, ValueError):
+    """The run directory already holds a run and neither ``resume`` nor ``overwrite`` was asked for.
+
+    A ``ValueError`` too, so command-line scripts report it as one line (exit code 2).
+    """
+
+
+def check_run_dir(out_dir: str | Path, resume: bool = False, overwrite: bool = False) -> None:
+    """Fail before any work if ``out_dir`` holds a run that this one would silently replace.
+
+    Scripts call it before loading or featurizing data (minutes of work for a large corpus);
+    :func:`pretrain` calls it again.
+    """
+    out_dir = Path(out_dir)
+    if (out_dir / CHECKPOINT_NAME).exists() and not resume and not overwrite:
+        raise RunExistsError(
+            f"{out_dir} already holds a pre-training run ({CHECKPOINT_NAME}); pass --resume to continue it, "
+            "--overwrite to start it again, or choose another --output directory"
+        )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunExistsError(f"--output {out_dir} is a file, not a folder; choose a folder for the run")
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
@@ -251,11 +274,8 @@ def pretrain(
             log(f"resuming {out_dir} after epoch {ckpt['epoch']}")
     elif resume and rank == 0:
         log(f"--resume: no checkpoint in {out_dir}, starting from epoch 1")
-    elif ckpt_path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{out_dir} already holds a pre-training run ({CHECKPOINT_NAME}); pass --resume to continue it, "
-            "--overwrite to start it again, or choose another --output directory"
-        )
+    else:
+        check_run_dir(out_dir, resume, overwrite)
 
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -271,7 +291,37 @@ def pretrain(
             strategy, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=True
         )
 
+    finished = {"epoch": start_epoch - 1}
+
+    def note() -> str:
+        if finished["epoch"] < 1:
+            return f"no pre-training epoch had finished; nothing to keep in {out_dir}"
+        return (f"pre-training stopped during epoch {finished['epoch'] + 1}/{epochs}; epochs 1-{finished['epoch']} "
+                f"are saved in {ckpt_path} (encoder: {model_path}); add --resume to the same command to continue")
+
+    total_steps = len(loader) if hasattr(loader, "__len__") else None
+    if rank == 0 and start_epoch <= int(epochs) and total_steps:
+        log(f"pre-training: {int(epochs) - start_epoch + 1} epoch(s) x {total_steps} steps; a time estimate "
+            "follows the first steps of a long run")
+    with _interrupt_note(note):
+        history = _epochs(strategy, model, loader, optimizer, device, amp_used, seed, rank, world_size, start_epoch,
+                          int(epochs), progress, log, history, finished, model_path, ckpt_path, metrics_path,
+                          full_config, total_steps)
+    return history
+
+
+def _interrupt_note(note):
+    from gnnpretrain.runtime import interrupt_note
+
+    return interrupt_note(note)
+
+
+def _epochs(strategy, model, loader, optimizer, device, amp_used, seed, rank, world_size, start_epoch, epochs,
+            progress, log, history, finished, model_path, ckpt_path, metrics_path, full_config, total_steps):
+    """The epoch loop of :func:`pretrain` (split out so the interrupt note wraps it)."""
     metric_keys: list[str] | None = None
+    estimate_at = max(3, min(20, (total_steps or 0) // 10))
+    t_start = time.time()
     for epoch in range(start_epoch, int(epochs) + 1):
         strategy.train()
         if hasattr(loader, "set_epoch"):
@@ -305,6 +355,12 @@ def pretrain(
             optimizer.step()
             acc.add(metrics)
             steps += 1
+            if rank == 0 and total_steps and epoch == start_epoch and steps == estimate_at and total_steps > 2 * steps:
+                per_step = (time.time() - t_start) / steps
+                remaining = per_step * (total_steps * (epochs - start_epoch + 1) - steps)
+                if remaining >= 30:
+                    log(f"about {_duration(per_step * total_steps)} per epoch, {_duration(remaining)} to go "
+                        f"(measured over the first {steps} steps)")
             if bar is not None:
                 shown = {k: f"{metrics[k]:.4f}" for k in ("loss", "acc") if k in metrics and not math.isnan(metrics[k])}
                 bar.set_postfix(shown, refresh=False)
@@ -339,6 +395,15 @@ def pretrain(
                 ckpt_path,
             )
             atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
+        finished["epoch"] = epoch
         if world_size > 1:
             dist.barrier()
     return history
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
