@@ -6,6 +6,10 @@ Two roots, kept apart on purpose:
   read-only (a shared mount, CI). Resolution order: explicit argument, ``$GNNPRETRAIN_DATA``, then a
   ``shared/data`` folder beside or inside the repository checkout (the development layout), then
   ``~/.gnnpretrain/data`` (where downloads go).
+* the **reference-checkpoint folder** holds published encoder weights (``<folder>/<domain>/<file>.pth``)
+  that :mod:`gnnpretrain.hub` loads without a network. Resolution order: explicit argument,
+  ``$GNNPRETRAIN_CHECKPOINTS``, a ``shared/reference-checkpoints`` folder beside or inside the checkout,
+  then ``~/.gnnpretrain/reference-checkpoints``.
 * the **cache** holds processed tensors. It must be writable. Resolution order: explicit argument,
   ``$GNNPRETRAIN_CACHE``, ``$XDG_CACHE_HOME/gnnpretrain``, ``~/.cache/gnnpretrain``.
 """
@@ -17,6 +21,7 @@ from pathlib import Path
 
 DATA_ENV = "GNNPRETRAIN_DATA"
 CACHE_ENV = "GNNPRETRAIN_CACHE"
+CHECKPOINTS_ENV = "GNNPRETRAIN_CHECKPOINTS"
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -36,6 +41,23 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
         if cand.is_dir():
             return cand
     return Path.home() / ".gnnpretrain" / "data"
+
+
+def checkpoints_root(root: str | os.PathLike | None = None) -> Path:
+    """Return the folder of published reference checkpoints (see the module docstring for the order).
+
+    The folder may be missing (then :mod:`gnnpretrain.hub` downloads into the cache instead); it is never
+    created here, because it is meant to be read-only shared storage.
+    """
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get(CHECKPOINTS_ENV)
+    if env:
+        return Path(env).expanduser()
+    for cand in (_REPO.parent / "shared" / "reference-checkpoints", _REPO / "shared" / "reference-checkpoints"):
+        if cand.is_dir():
+            return cand
+    return Path.home() / ".gnnpretrain" / "reference-checkpoints"
 
 
 def cache_dir(cache: str | os.PathLike | None = None) -> Path:

@@ -115,9 +115,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def run_cli(main, *args: Any) -> None:
     """Run a script's ``main`` and turn expected user errors into one clean message (exit code 2).
 
-    Bad input (a missing file, a wrong option value, a checkpoint of another architecture) raises
-    ``FileNotFoundError`` / ``ValueError`` with an actionable message; a command-line user needs that
-    message, not a traceback. Set ``GNNPRETRAIN_DEBUG=1`` to get the traceback.
+    Bad input (a missing file, a wrong option value, a checkpoint of another architecture, a ragged
+    CSV, an untrusted pickle, a busy or unwritable output) raises a
+    :class:`~gnnpretrain.errors.UserError` or ``FileNotFoundError`` / ``ValueError`` with an
+    actionable message; a command-line user needs that message, not a traceback. Set
+    ``GNNPRETRAIN_DEBUG=1`` to get the traceback.
 
     Ctrl-C ends with one line saying what was saved and how to continue (the note registered by the
     work in progress, :func:`gnnpretrain.runtime.interrupt_note`) and exit code 130.
@@ -125,6 +127,7 @@ def run_cli(main, *args: Any) -> None:
     import signal
     import sys
 
+    from gnnpretrain.errors import UserError
     from gnnpretrain.runtime import interrupted_message
 
     try:
@@ -140,7 +143,7 @@ def run_cli(main, *args: Any) -> None:
         _close_progress_bars()  # so that no bar is redrawn after the message
         print(f"\n{message}", file=sys.stderr, flush=True)
         raise SystemExit(130) from None
-    except (FileNotFoundError, ValueError) as err:
+    except (UserError, FileNotFoundError, ValueError) as err:
         if os.environ.get("GNNPRETRAIN_DEBUG"):
             raise
         print(f"error: {err}", file=sys.stderr)

@@ -13,7 +13,7 @@ Pre-trains whatever checkpoint is missing, fine-tunes every (strategy, dataset, 
 finished result file, then writes ``results.md`` / ``results.csv`` (and both report modes as
 ``results_best-valid.*``, ``results_last.*``), ``gain.png`` and ``report.json`` into the output
 folder (default ``<domain>/runs/compare/<profile>``). Re-running resumes; a finished comparison
-re-runs in seconds. Row names and the job graph are documented in ``gnnpretrain/train/compare.py``.
+re-runs in seconds. Row names and the job graph are documented in ``gnnpretrain/train/compare/__init__.py``.
 """
 
 from __future__ import annotations

@@ -79,4 +79,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from gnnpretrain.utils import run_cli
+
+    run_cli(main)

@@ -49,6 +49,7 @@ import torch
 from rdkit import Chem, RDLogger
 from torch_geometric.data import Data, InMemoryDataset
 
+from gnnpretrain.chem.csvio import find_label_columns, find_smiles_column, read_csv_checked
 from gnnpretrain.chem.featurize import UnsupportedMolecule, get_featurizer, parse_smiles
 from gnnpretrain.paths import cache_dir, data_root, missing_file_message
 from gnnpretrain.utils import atomic_write_json
@@ -134,29 +135,28 @@ def downstream_test_inchikeys(
 # --------------------------------------------------------------------------------------------------
 # raw tables → long (molecule, task, value) records
 # --------------------------------------------------------------------------------------------------
-def _smiles_column(df: pd.DataFrame, path: Path) -> str:
-    for cand in ("smiles", "SMILES", "Smiles", "canonical_smiles", "mol"):
-        if cand in df.columns:
-            return cand
-    raise ValueError(
-        f"{path}: no SMILES column found (expected one named 'smiles'); columns are {list(df.columns)[:8]}..."
+def _smiles_column(df: pd.DataFrame, path: Path, smiles_column: str | None = None) -> str:
+    return find_smiles_column(
+        list(df.columns), smiles_column, path=path, candidates=("smiles", "canonical_smiles", "mol"),
+        option=None,
     )
 
 
-def read_long(paths: Sequence[Path]) -> tuple[pd.DataFrame, list[str]]:
+def read_long(paths: Sequence[Path], smiles_column: str | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Read wide CSVs (SMILES + task columns) into measured-only long records.
 
     Returns ``(records, task_order)`` with columns ``smiles, task, value``; ``task_order`` keeps the
-    column order of first appearance.
+    column order of first appearance. A ragged or cut row, two candidate SMILES columns (without
+    ``smiles_column``) or a task named twice up to case is a :class:`~gnnpretrain.errors.CSVFormatError`.
     """
     frames, task_order, seen = [], [], set()
     for path in paths:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(missing_file_message(path, "ChEMBL"))
-        df = pd.read_csv(path)
-        scol = _smiles_column(df, path)
-        tasks = [c for c in df.columns if c != scol]
+        df = read_csv_checked(path)
+        scol = _smiles_column(df, path, smiles_column)
+        tasks = find_label_columns(df.columns, [c for c in df.columns if c != scol], path=path, what="task")
         if not tasks:
             raise ValueError(f"{path}: expected task columns beside '{scol}', found none")
         for t in tasks:

@@ -8,8 +8,10 @@ Sources (``load_corpus(name_or_path, ...)``):
   ``zinc_id``) at ``<data_root>/zinc_standard_agent/raw/zinc_combined_apr_8_2019.csv.gz`` (or the only
   ``.csv``/``.csv.gz`` file in that ``raw/`` folder), as distributed in the reference's
   ``chem_dataset.zip``.
-* any CSV path (plain or gzipped), with ``smiles_column`` naming the SMILES column (by default a column
-  called ``smiles`` in any case, or the only column).
+* any CSV path (plain or gzipped), with ``smiles_column`` naming the SMILES column (by default the one
+  column called ``smiles``, ``mol`` or ``canonical_smiles`` in any case, or the only column; two such
+  columns are an error asking for ``--smiles-column``). A ragged or cut row is an error naming the
+  file and line (:mod:`gnnpretrain.chem.csvio`).
 
 ``max_molecules=N`` keeps a fixed-seed uniform random sample of N rows (seed :data:`SUBSET_SEED`), kept in
 file order, so that small subsets are representative of the whole file rather than of its first rows,
@@ -44,6 +46,7 @@ import pandas as pd
 import torch
 from rdkit import rdBase
 
+from gnnpretrain.chem.csvio import check_csv_shape, find_smiles_column
 from gnnpretrain.chem.featurize import featurize_chunk, get_featurizer
 from gnnpretrain.data.store import GraphStore
 from gnnpretrain.paths import cache_dir, data_root, missing_file_message
@@ -93,46 +96,39 @@ def corpus_sources(name_or_path: str | os.PathLike, root: str | os.PathLike | No
 
 
 def _pick_column(path: Path, smiles_column: str | None) -> str:
-    cols = list(pd.read_csv(path, nrows=0).columns)
-    if smiles_column is not None:
-        if smiles_column not in cols:
-            raise ValueError(
-                f"{path}: no SMILES column {smiles_column!r}; the file has columns {cols}. Pass "
-                f"smiles_column= one of them."
-            )
-        return smiles_column
-    matches = [c for c in cols if str(c).strip().lower() == "smiles"]
-    if matches:
-        return matches[0]
-    if len(cols) == 1:
-        return cols[0]
-    raise ValueError(
-        f"{path}: cannot tell which column holds the SMILES (none is called 'smiles'); the file has columns "
-        f"{cols}. Pass smiles_column=NAME."
-    )
+    """Check the file's shape (ragged or cut rows are an error naming the line, see
+    :mod:`gnnpretrain.chem.csvio`) and return its SMILES column; two candidates are an error."""
+    cols = check_csv_shape(path)
+    return find_smiles_column(cols, smiles_column, path=path, allow_single=True)
 
 
 def _read_single_column(path: Path) -> list[str] | None:
-    """Fast path for one-column files without quoting (MOSES): plain line splitting, ~3x faster than
-    pandas. Returns ``None`` when the file does not have that simple shape."""
+    """Fast path for one-column files without quoting or separators (MOSES): plain line splitting,
+    ~3x faster than pandas. Returns ``None`` when the file does not have that simple shape."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as fh:
         text = fh.read().decode()
-    lines = text.splitlines()
-    if not lines or "," in lines[0] or '"' in text:
+    if "," in text or '"' in text:
         return None
-    return lines[1:]
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return None
+    return lines
 
 
 def read_smiles(files: Sequence[Path], smiles_column: str | None = None) -> list[str]:
-    """All SMILES of ``files`` concatenated in order (missing cells become empty strings)."""
+    """All SMILES of ``files`` concatenated in order (missing cells become empty strings).
+
+    Every file's shape is checked first; a ragged or cut row is a
+    :class:`~gnnpretrain.errors.CSVFormatError` naming the file and line."""
     out: list[str] = []
     for f in files:
-        col = _pick_column(f, smiles_column)
         fast = _read_single_column(f)
-        if fast is not None:
-            out.extend(fast)
+        if fast is not None:  # one field per line: no row can be ragged
+            find_smiles_column([fast[0].strip()], smiles_column, path=f, allow_single=True)
+            out.extend(fast[1:])
             continue
+        col = _pick_column(f, smiles_column)
         s = pd.read_csv(f, usecols=[col], dtype={col: str}, keep_default_na=False)[col]
         out.extend(s.tolist())
     return out
@@ -333,8 +329,7 @@ def load_corpus(
     if (target / "meta.json").is_file():
         return GraphStore.load(target)
 
-    for f in files:  # validate every file's column before the (long) featurization
-        _pick_column(f, smiles_column)
+    # read_smiles checks every file's shape and column before the (long) featurization
     smiles = read_smiles(files, smiles_column)
     if not smiles:
         raise ValueError(f"corpus {name!r}: the source files {[str(f) for f in files]} hold no rows")

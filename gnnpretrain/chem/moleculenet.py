@@ -29,6 +29,7 @@ from torch_geometric.data import Data, InMemoryDataset
 from tqdm.auto import tqdm
 
 from gnnpretrain.chem import download as _dl
+from gnnpretrain.chem.csvio import CSVFormatError, find_label_columns, find_smiles_column, read_csv_checked
 from gnnpretrain.chem.featurize import FEATURE_DIMS, featurize_chunk, get_featurizer
 from gnnpretrain.paths import cache_dir, data_root, missing_file_message
 from gnnpretrain.utils import atomic_torch_save
@@ -106,14 +107,8 @@ def find_raw_file(name: str, root: str | os.PathLike | None = None, download: bo
 
 
 def _find_smiles_column(columns: list[str], path: Path) -> str:
-    lowered = {c.lower(): c for c in columns}
-    for cand in SMILES_COLUMNS:
-        if cand in lowered:
-            return lowered[cand]
-    raise ValueError(
-        f"{path}: no SMILES column found; expected a column named one of {SMILES_COLUMNS} "
-        f"(any case), found columns {columns[:10]}{' …' if len(columns) > 10 else ''}"
-    )
+    # a benchmark table has exactly one SMILES column; two candidates mean a hand-edited file
+    return find_smiles_column(columns, path=path, candidates=SMILES_COLUMNS, option=None)
 
 
 def _task_columns(name: str, columns: list[str], smiles_col: str, path: Path) -> list[str]:
@@ -123,11 +118,11 @@ def _task_columns(name: str, columns: list[str], smiles_col: str, path: Path) ->
     else:
         missing = [t for t in wanted if t not in columns]
         if missing:
-            raise ValueError(
+            raise CSVFormatError(
                 f"{path}: MoleculeNet {name} needs task columns {list(wanted)}; missing {missing} "
                 f"(found columns {columns[:10]}{' …' if len(columns) > 10 else ''})"
             )
-        tasks = list(wanted)
+        tasks = find_label_columns(columns, wanted, path=path, what=f"MoleculeNet {name} task")
     if len(tasks) != NUM_TASKS[name]:
         raise ValueError(
             f"{path}: MoleculeNet {name} should have {NUM_TASKS[name]} task columns, found {len(tasks)} "
@@ -156,10 +151,7 @@ def _labels(df: pd.DataFrame, tasks: list[str], path: Path) -> np.ndarray:
 def read_table(name: str, path: str | os.PathLike) -> tuple[list[str], np.ndarray, list[str]]:
     """Read a MoleculeNet CSV (any supported layout) → (raw SMILES, labels [n, T], task names)."""
     path = Path(path)
-    try:
-        df = pd.read_csv(path, low_memory=False)
-    except Exception as exc:  # pandas raises many types for malformed files
-        raise ValueError(f"{path}: cannot be read as a CSV file ({exc})") from exc
+    df = read_csv_checked(path, low_memory=False)  # ragged / cut rows: CSVFormatError naming the line
     columns = [str(c) for c in df.columns]
     smiles_col = _find_smiles_column(columns, path)
     tasks = _task_columns(name, columns, smiles_col, path)

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gnnpretrain.errors import UserError
 from gnnpretrain.metrics import NoValidTaskError, masked_bce_with_logits, roc_auc_multitask
 from gnnpretrain.train.tasks import Task, get_task
 from gnnpretrain.utils import atomic_write_json, parse_seeds, resolve_device, seed_everything
@@ -138,7 +139,7 @@ RESULT_KEYS = (
 )
 
 
-class ConfigMismatchError(RuntimeError):
+class ConfigMismatchError(UserError, RuntimeError):
     """A finished seed file exists for a different configuration (see the module docstring)."""
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from gnnpretrain.errors import UserError
 from gnnpretrain.utils import atomic_torch_save, atomic_write_json, atomic_write_text, resolve_device
 
 __all__ = ["pretrain", "check_run_dir", "RunExistsError", "ConfigMismatchError", "CHECKPOINT_NAME", "MODEL_NAME", "CONFIG_NAME", "METRICS_NAME", "epoch_seed"]
@@ -48,7 +49,7 @@ RESUME_MUTABLE_KEYS = frozenset(
 )
 
 
-class ConfigMismatchError(ValueError):
+class ConfigMismatchError(UserError, ValueError):
     """``resume`` was asked for, but the run directory was made with a different configuration."""
 
 

@@ -223,7 +223,7 @@ def test_ogb_featurizer_dataset_keeps_the_same_molecules(tmp_path, data_dir):
 @pytest.mark.parametrize(
     "text, match",
     [
-        ("molecule,Class\nCCO,1\n", r"no SMILES column found; expected a column named one of \('smiles', 'mol'\)"),
+        ("molecule,Class\nCCO,1\n", r"no SMILES column \(expected one named smiles / mol, any case\)"),
         ("mol,Class\nCCO,1\nCCN,2\n", r"label column 'Class' has values other than 0, 1 or empty.*\['2'\]"),
         ("mol,Class\nCCO,active\nCCN,0\n", r"label column 'Class'.*\['active'\]"),
         ("mol,Label\nCCO,1\n", r"needs task columns \['Class'\]; missing \['Class'\]"),

@@ -90,7 +90,7 @@ def test_user_csv_errors(tmp_path):
     f = _write_csv(tmp_path / "m.csv", "id,Structure", ["a,CCO"])
     with pytest.raises(ValueError, match=r"no SMILES column 'smiles'.*\['id', 'Structure'\]"):
         load_corpus(f, cache=tmp_path / "c", smiles_column="smiles", progress=False)
-    with pytest.raises(ValueError, match=r"cannot tell which column.*\['id', 'Structure'\]"):
+    with pytest.raises(ValueError, match=r"no SMILES column \(expected one named smiles.*\['id', 'Structure'\].*--smiles-column"):
         load_corpus(f, cache=tmp_path / "c", progress=False)
     bad = _write_csv(tmp_path / "bad.csv", "smiles", ["xyz", "C1CC"])
     with pytest.raises(ValueError, match="corpus is empty"):

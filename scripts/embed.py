@@ -1,0 +1,83 @@
+#!/usr/bin/env python
+"""Embed the molecules of a CSV with a pre-trained encoder (a hub name or an encoder file).
+
+    python scripts/embed.py --input mols.csv --smiles-column smiles --model gin_supervised_contextpred \
+        --output emb.npy
+
+Writes one row per input row (``.npy``: float32 ``[n, d]``; ``.csv``/``.parquet``: the SMILES column plus
+``emb0..emb{d-1}``). Rows whose SMILES cannot be featurized are NaN; their count is printed and they are
+listed (row, smiles) in ``<output stem>.failed.csv``. ``.parquet`` needs pyarrow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+FORMATS = (".npy", ".csv", ".parquet")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--input", required=True, help="CSV file with a SMILES column")
+    p.add_argument("--smiles-column", required=True, help="name of the SMILES column")
+    p.add_argument("--model", required=True, help="hub name (see gnnpretrain.hub.list()) or encoder file path")
+    p.add_argument("--output", required=True, help="output file: .npy, .csv or .parquet")
+    p.add_argument("--pooling", default="mean", choices=["mean", "sum", "max"])
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    out = Path(args.output)
+    if out.suffix not in FORMATS:
+        raise ValueError(f"--output {out}: unknown format {out.suffix!r}; use one of {', '.join(FORMATS)}")
+    if out.suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ValueError("--output .parquet needs pyarrow (pip install pyarrow); or write .npy / .csv") from None
+
+    import numpy as np
+    import pandas as pd
+
+    from gnnpretrain.chem.csvtable import read_molecule_table
+    from gnnpretrain.embeddings import embed, resolve_encoder
+    from gnnpretrain.utils import atomic_write_text
+
+    df = read_molecule_table(args.input, args.smiles_column)
+    encoder = resolve_encoder(args.model)
+    smiles = df[args.smiles_column].fillna("").tolist()
+    arr, failed = embed(smiles, encoder, pooling=args.pooling, batch_size=args.batch_size, device=args.device,
+                        progress=not args.no_progress)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
+    if out.suffix == ".npy":
+        np.save(tmp, arr)
+    else:
+        table = pd.concat([df[[args.smiles_column]].reset_index(drop=True),
+                           pd.DataFrame(arr, columns=[f"emb{i}" for i in range(arr.shape[1])])], axis=1)
+        table.to_csv(tmp, index=False) if out.suffix == ".csv" else table.to_parquet(tmp, index=False)
+    tmp.replace(out)
+    failed_path = out.with_name(out.stem + ".failed.csv")
+    if failed:
+        atomic_write_text(failed_path, pd.DataFrame({"row": failed, "smiles": [smiles[i] for i in failed]}).to_csv(index=False))
+    elif failed_path.exists():
+        failed_path.unlink()  # a stale list from an earlier run would mislead
+    print(f"embedded {len(smiles) - len(failed)} of {len(smiles)} molecules -> {out} {tuple(arr.shape)}")
+    if failed:
+        print(f"{len(failed)} of {len(smiles)} SMILES could not be featurized (NaN rows); listed in {failed_path}")
+
+
+if __name__ == "__main__":
+    from gnnpretrain.utils import run_cli
+
+    run_cli(main)
