@@ -8,12 +8,17 @@ Examples:
         --datasets bbbp,tox21 --seeds 0-9 --epochs 100
     python scripts/compare.py --profile quick --checkpoint mine=path/to/model.pth
     python scripts/compare.py --profile quick --reference-checkpoints gcn_supervised_contextpred,gat_supervised_contextpred
+    python scripts/compare.py --profile architectures --datasets bace --rows none:gcn,ref:gcn_supervised_contextpred
+    python scripts/compare.py --report-only --ledger chem/results/architectures.csv --output /tmp/tables
 
 Pre-trains whatever checkpoint is missing, fine-tunes every (strategy, dataset, seed) that has no
-finished result file, then writes ``results.md`` / ``results.csv`` (and both report modes as
-``results_best-valid.*``, ``results_last.*``), ``gain.png`` and ``report.json`` into the output
-folder (default ``<domain>/runs/compare/<profile>``). Re-running resumes; a finished comparison
-re-runs in seconds. Row names and the job graph are documented in ``gnnpretrain/train/compare/__init__.py``.
+line in the results ledger (``<domain>/results/<profile>.csv`` for a profile run, else
+``<output>/ledger.csv``; ``--ledger`` to choose), appends each finished seed to it, then writes
+``results.md`` / ``results.csv`` (and both report modes as ``results_best-valid.*``,
+``results_last.*``), ``gain.png``, ``gain_grid.png`` and ``report.json`` into the output folder
+(default ``<domain>/runs/compare/<profile>``), all rebuilt from the ledger. Re-running resumes; a
+finished comparison re-runs in seconds. Row names, the ledger and the job graph are documented in
+``gnnpretrain/train/compare/__init__.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,14 @@ _REPO = Path(__file__).resolve().parent.parent
 if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
-from gnnpretrain.train.compare import GNN_TYPES, PROFILES, REPORT_MODES, config_from_profile, run_comparison  # noqa: E402
+from gnnpretrain.train.compare import (  # noqa: E402
+    GNN_TYPES,
+    PROFILES,
+    REPORT_MODES,
+    config_from_profile,
+    report_from_ledger,
+    run_comparison,
+)
 from gnnpretrain.utils import parse_seeds  # noqa: E402
 
 
@@ -51,12 +63,22 @@ def _checkpoints(items: list[str] | None) -> dict[str, str] | None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", choices=sorted(PROFILES), default=None,
-                   help="defaults for everything below (quick: small CPU run; paper: full protocol)")
+                   help="defaults for everything below (quick: small CPU run; paper: full protocol; "
+                        "architectures: scratch vs the published gcn/graphsage/gat checkpoints, GIN scratch)")
     p.add_argument("--strategies", default=None, help="comma list of rows: none, none:gcn, contextpred, a+b, ref:<stem>")
     p.add_argument("--datasets", default=None, help="comma list of downstream data sets")
+    p.add_argument("--rows", default=None,
+                   help="run only these rows of the comparison (comma list; their baselines are kept)")
+    p.add_argument("--ledger", default=None,
+                   help="results ledger CSV (default <domain>/results/<profile>.csv, or <output>/ledger.csv)")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: rebuild the tables and figures from --ledger into --output")
     p.add_argument("--seeds", default=None, help="fine-tuning seeds, e.g. 0-9")
     p.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs")
     p.add_argument("--pretrain-epochs", type=int, default=None)
+    p.add_argument("--num-layer", type=int, default=None, help="encoder depth of our own rows (reference rows stay 5)")
+    p.add_argument("--emb-dim", type=int, default=None, help="encoder width of our own rows (reference rows stay 300)")
+    p.add_argument("--batch-size", type=int, default=None, help="fine-tuning batch size (paper: 32)")
     p.add_argument("--max-molecules", type=int, default=None, help="pre-training corpus size (first N molecules)")
     p.add_argument("--supervised-max-molecules", type=int, default=None, help="ChEMBL molecules for supervised steps")
     p.add_argument("--reference-checkpoints", default=None,
@@ -79,6 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.report_only:
+        if not args.ledger or not args.output:
+            parser.error("--report-only needs --ledger PATH (the ledger to read) and --output DIR (where tables go)")
+        summary = report_from_ledger(args.ledger, args.output, report=args.report or "best-valid",
+                                     alpha=args.alpha or 0.05, datasets=_csv(args.datasets),
+                                     rows=_csv(args.rows))
+        out = Path(args.output)
+        print((out / "results.md").read_text())
+        print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'gain.png'}, {out / 'gain_grid.png'} "
+              f"from {args.ledger} ({len(summary['rows'])} rows, {len(summary['datasets'])} data sets)")
+        return summary
     refs = args.reference_checkpoints
     try:
         config = config_from_profile(
@@ -88,6 +121,9 @@ def main(argv: list[str] | None = None) -> dict:
             seeds=parse_seeds(args.seeds) if args.seeds is not None else None,
             epochs=args.epochs,
             pretrain_epochs=args.pretrain_epochs,
+            num_layer=args.num_layer,
+            emb_dim=args.emb_dim,
+            batch_size=args.batch_size,
             max_molecules=args.max_molecules,
             supervised_max_molecules=args.supervised_max_molecules,
             reference_checkpoints=_csv(refs) if refs is not None else None,
@@ -102,13 +138,15 @@ def main(argv: list[str] | None = None) -> dict:
             output=args.output,
             data_root=args.data_root,
             cache=args.cache,
+            rows=_csv(args.rows),
+            ledger=args.ledger,
         )
     except (ValueError, argparse.ArgumentTypeError) as err:
         parser.error(str(err))
     report = run_comparison(config)
     out = config.out_dir
     print((out / "results.md").read_text())
-    print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'gain.png'} "
+    print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'gain.png'} from the ledger {report['ledger']} "
           f"({report['ran']} runs executed, {report['wall_time_s']:.0f} s)")
     return report
 

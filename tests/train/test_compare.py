@@ -96,11 +96,33 @@ def test_rows_and_profiles(tmp_path):
     with pytest.raises(FileNotFoundError, match="reference checkpoint"):
         build_rows(CompareConfig(strategies=["ref:gin_nothing"], datasets=["bbbp"], seeds=[0],
                                  reference_dir=str(ref), output=str(tmp_path)))
+    # the architectures profile: scratch + 3 published checkpoints per architecture, GIN scratch
+    for arch in ("gcn", "graphsage", "gat"):
+        for ck in ("contextpred", "supervised", "supervised_contextpred"):
+            (ref / f"{arch}_{ck}.pth").write_bytes(b"x")
+    arch_cfg = config_from_profile("architectures", reference_dir=str(ref), output=str(tmp_path / "a"))
+    arch_rows = {r.name: r for r in build_rows(arch_cfg)}
+    assert len(arch_rows) == 13 and arch_cfg.epochs == 100 and arch_cfg.seeds == list(range(10))
+    assert arch_rows["ref:gat_supervised"].baseline == "none:gat" and arch_rows["none"].gnn_type == "gin"
+    assert all(r.dims(arch_cfg) == (5, 300) for r in arch_rows.values())
+    sub = config_from_profile("architectures", reference_dir=str(ref), output=str(tmp_path / "a"),
+                              rows=["ref:gcn_supervised_contextpred"])
+    assert [r.name for r in build_rows(sub)] == ["none:gcn", "ref:gcn_supervised_contextpred"]
+    with pytest.raises(ValueError, match="--rows 'ref:gin_x' is not a row"):
+        build_rows(config_from_profile("architectures", reference_dir=str(ref), rows=["ref:gin_x"]))
     with pytest.raises(ValueError, match="without --profile"):
         config_from_profile(None, strategies=["none"])
 
 
 # ------------------------------------------------------------------------------- resume
+def drop_line(ledger, row, seed):
+    """Remove one cell's line from a ledger, as a crash before its append would have left it."""
+    lines = ledger.read_text().splitlines(keepends=True)
+    keep = [l for l in lines if not (l.split(",")[1] == row and l.split(",")[5] == str(seed))]
+    assert len(keep) == len(lines) - 1
+    ledger.write_text("".join(keep))
+
+
 def test_interrupted_comparison_resumes_only_missing_runs(tmp_path, data_dir):
     """Tiny real comparison (pre-training + fine-tuning), a lost result file, a re-run."""
     corpus = tmp_path / "corpus.csv"
@@ -127,9 +149,21 @@ def test_interrupted_comparison_resumes_only_missing_runs(tmp_path, data_dir):
     md = (tmp_path / "cmp" / "results.md").read_text()
     assert "| attrmasking |" in md and "BACE" in md
 
-    # simulate a crash that lost one fine-tune: only that run executes again (in a worker process)
+    ledger = tmp_path / "cmp" / "ledger.csv"
+    assert len(pd.read_csv(ledger)) == 4
+
+    # a lost seed file: the ledger is the record, nothing is recomputed
     lost = tmp_path / "cmp" / "finetune" / "attrmasking" / "bace" / "seed1.json"
     lost.unlink()
+    assert run_comparison(cfg, log=lambda s: None)["ran"] == 0
+    # a crash between the seed file and the ledger append: the line is copied from the file
+    drop_line(ledger, "none", 0)
+    again = run_comparison(cfg, log=lambda s: None)
+    assert again["ran"] == 0 and again["copied_from_seed_files"] == 1
+    assert len(pd.read_csv(ledger)) == 4
+    # lost both: only that run executes again (in a worker process)
+    drop_line(ledger, "attrmasking", 1)
+    lost.unlink(missing_ok=True)
     cfg.jobs = 2
     second = run_comparison(cfg, log=lambda s: None)
     assert second["ran"] == 1

@@ -8,13 +8,18 @@ resumes where it stopped and a finished one re-runs in seconds:
    a ``done.json`` marker is written when it returns successfully. ``a+b`` pre-trains ``a``, then
    ``b`` starting from ``a``'s ``model.pth``. The hash covers every pre-training option, so another
    profile never reuses a checkpoint made with different settings.
-2. **fine-tuning** (independent, ``jobs`` processes, one torch thread each):
+2. **fine-tuning** (independent, ``jobs`` processes, one torch thread each, dying with the parent):
    :func:`gnnpretrain.train.finetune.run_seed` writes ``<out>/finetune/<row>/<dataset>/seed<k>.json``
-   atomically; finished files with a matching configuration are skipped (checked up front, so a
-   complete comparison starts no process at all).
-3. **report**: the table of the paper's Table 1 shape (rows = strategies, columns = data sets +
-   average, test ROC-AUC mean ± std over seeds, report mode named) as Markdown and CSV, the
-   negative-transfer marks (:mod:`gnnpretrain.stats`) and a gain-over-baseline figure.
+   atomically (with its per-epoch curve; run folders are not committed) and the parent appends one
+   line per seed to the **ledger** (:mod:`.ledger`): ``<domain>/results/<profile>.csv`` for a profile
+   run with the default output folder, else ``<out>/ledger.csv``, or ``--ledger PATH``. Cells in the
+   ledger with the same configuration are skipped; a ledger of another configuration is refused
+   before any training; finished seed files missing from the ledger are copied into it.
+3. **report**: built from the ledger alone — the table of the paper's Table 1 shape (rows =
+   strategies, columns = data sets + average, test ROC-AUC mean ± std over seeds, both epoch rules)
+   as Markdown and CSV, the negative-transfer marks (:mod:`gnnpretrain.stats`), a gain-over-baseline
+   bar figure and a gain grid (row x data set). ``scripts/compare.py --report-only --ledger PATH``
+   rebuilds them without any run folder.
 
 Row names (``--strategies``):
 
@@ -33,7 +38,8 @@ The package keeps the three roles apart, each readable on its own:
 
 * :mod:`.plan` — profiles, :class:`CompareConfig`, rows, where each job's output lives, what is missing;
 * :mod:`.run` — pre-training subprocesses, the fine-tuning worker pool, :func:`run_comparison`;
-* :mod:`.report` — per-cell statistics, Markdown/CSV tables, the gain figure.
+* :mod:`.ledger` — the committed results ledger (one CSV line per row x data set x seed);
+* :mod:`.report` — per-cell statistics, Markdown/CSV tables, the gain figures, built from the ledger.
 
 Everything public is re-exported here, so ``from gnnpretrain.train.compare import ...`` is the
 stable import.
@@ -46,6 +52,7 @@ from gnnpretrain.train.compare.plan import (
     PROFILES,
     REPORT_MODES,
     CompareConfig,
+    FinetunePlan,
     Row,
     build_rows,
     config_from_profile,
@@ -53,11 +60,14 @@ from gnnpretrain.train.compare.plan import (
     plan_finetunes,
     pretrain_dir,
 )
+from gnnpretrain.train.compare.ledger import Ledger, LedgerMismatchError, line_from_record
 from gnnpretrain.train.compare.report import (
-    collect,
     csv_table,
     gain_figure,
+    gain_grid,
     markdown_table,
+    report_from_ledger,
+    results_from_ledger,
     summarize_results,
     write_report,
 )
@@ -65,6 +75,7 @@ from gnnpretrain.train.compare.run import ensure_pretrained, run_comparison
 
 __all__ = [
     "GNN_TYPES", "PROFILES", "REPORT_MODES", "CompareConfig", "Row", "build_rows", "config_from_profile",
-    "finetune_config", "plan_finetunes", "pretrain_dir", "collect", "csv_table", "gain_figure",
-    "markdown_table", "summarize_results", "write_report", "ensure_pretrained", "run_comparison",
+    "finetune_config", "plan_finetunes", "pretrain_dir", "FinetunePlan", "Ledger", "LedgerMismatchError",
+    "line_from_record", "csv_table", "gain_figure", "gain_grid", "markdown_table", "report_from_ledger",
+    "results_from_ledger", "summarize_results", "write_report", "ensure_pretrained", "run_comparison",
 ]

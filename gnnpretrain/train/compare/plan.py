@@ -51,6 +51,24 @@ PROFILES: dict[str, dict[str, Any]] = {
             "gcn_supervised_contextpred", "graphsage_supervised_contextpred", "gat_supervised_contextpred",
         ],
     },
+    # The paper's architecture comparison from its published weights: scratch vs the three published
+    # checkpoints of GCN, GraphSAGE and GAT (each against scratch of the same architecture), plus GIN
+    # from scratch, the Table-1 baseline row. Nothing is pre-trained here.
+    "architectures": {
+        "strategies": ["none"],
+        "datasets": ["bbbp", "tox21", "toxcast", "sider", "clintox", "muv", "hiv", "bace"],
+        "seeds": list(range(10)),
+        "epochs": 100,
+        "emb_dim": 300,
+        "num_layer": 5,
+        "pretrain_epochs": 100,
+        "max_molecules": None,
+        "supervised_max_molecules": None,
+        "reference_checkpoints": [
+            f"{arch}_{ckpt}" for arch in ("gcn", "graphsage", "gat")
+            for ckpt in ("supervised_contextpred", "contextpred", "supervised")
+        ],
+    },
 }
 
 
@@ -83,6 +101,8 @@ class CompareConfig:
     emb_dim: int = 300
     device: str = "cpu"
     profile: str | None = None
+    rows: list[str] | None = None  # run only these rows (and their baselines); None = all
+    ledger: str | None = None  # the results ledger (default: see ledger_path)
 
     def __post_init__(self) -> None:
         self.seeds = parse_seeds(self.seeds)
@@ -107,6 +127,21 @@ class CompareConfig:
         if self.output:
             return Path(self.output)
         return _REPO / self.domain / "runs" / "compare" / (self.profile or "custom")
+
+    @property
+    def experiment(self) -> str:
+        """Name recorded in every ledger line: the profile, or ``custom``."""
+        return self.profile or "custom"
+
+    @property
+    def ledger_path(self) -> Path:
+        """``--ledger``; else ``<domain>/results/<profile>.csv`` in the checkout for a profile run
+        with the default output folder (the committed record), else ``<output>/ledger.csv``."""
+        if self.ledger:
+            return Path(self.ledger)
+        if self.profile and not self.output:
+            return _REPO / self.domain / "results" / f"{self.profile}.csv"
+        return self.out_dir / "ledger.csv"
 
     @property
     def ref_dir(self) -> Path:
@@ -216,6 +251,13 @@ def build_rows(config: CompareConfig) -> list[Row]:
         if r.pretrained and r.baseline not in have:
             rows.append(Row(r.baseline, r.gnn_type, paper_size=r.paper_size))
             have.add(r.baseline)
+    if config.rows is not None:
+        unknown = [n for n in config.rows if n not in have]
+        if unknown:
+            raise ValueError(f"--rows {unknown[0]!r} is not a row of this comparison; its rows are: "
+                             f"{', '.join(r.name for r in rows)}")
+        keep = set(config.rows) | {r.baseline for r in rows if r.name in config.rows and r.pretrained}
+        rows = [r for r in rows if r.name in keep]
     # baselines first, like the paper's table
     return sorted(rows, key=lambda r: (r.pretrained, [x.name for x in rows].index(r.name)))
 
@@ -261,17 +303,53 @@ def finetune_config(config: CompareConfig, row: Row, dataset: str, checkpoint: s
     )
 
 
-def plan_finetunes(config: CompareConfig, rows: Sequence[Row], checkpoints: dict[str, str | None]) -> tuple[list, int]:
-    """``([(row, ft_config, seed), ...] still to run, number already finished)``."""
-    from gnnpretrain.train.finetune import load_finished
+@dataclass
+class FinetunePlan:
+    """What the fine-tuning stage has to do, decided before any training starts."""
 
-    todo, done = [], 0
-    for row in rows:
-        for ds in config.datasets:
-            ftc = finetune_config(config, row, ds, checkpoints[row.name])
-            for seed in config.seeds:
-                if load_finished(ftc, seed) is not None:
-                    done += 1
+    todo: list  # [(row, ft_config, seed), ...] to compute
+    backfill: list[dict[str, str]]  # ledger lines of finished seed files the ledger lacks
+    done: int  # cells already in the ledger with this configuration
+
+
+def plan_finetunes(config: CompareConfig, rows: Sequence[Row], checkpoints: dict[str, str | None],
+                   ledger=None) -> FinetunePlan:
+    """Decide, per (dataset, seed, row), whether the cell is in the ledger, only in a finished seed
+    file (copied into the ledger without training), or still to run.
+
+    The order is data set, then seed, then row, so a run stopped early leaves every row of a data set
+    with about the same number of seeds. Every configuration is checked against the ledger here
+    (:meth:`Ledger.check`), so a mixed configuration fails before any training.
+    """
+    from gnnpretrain.train.compare.ledger import Ledger, expected_line, line_from_record
+    from gnnpretrain.train.finetune import _sha256, load_finished
+
+    ledger = ledger if ledger is not None else Ledger(config.ledger_path)
+    lines = ledger.read()
+    have = ledger.done(lines)
+    shas = {name: _sha256(ckpt) for name, ckpt in checkpoints.items()}
+    plan = FinetunePlan([], [], 0)
+    expected = []
+    for ds in config.datasets:
+        ftcs = {row.name: finetune_config(config, row, ds, checkpoints[row.name]) for row in rows}
+        for seed in config.seeds:
+            for row in rows:
+                ftc = ftcs[row.name]
+                recorded = {**ftc.to_dict(), "input_model_sha256": shas[row.name]}
+                exp = {**expected_line(recorded, row.name), "seed": str(seed)}
+                expected.append(exp)
+                key = (row.name, ds, str(seed))
+                if have.get(key) == exp["config_hash"]:
+                    plan.done += 1
+                    continue
+                if key in have:
+                    continue  # a mismatch: reported by the check below
+                rec = load_finished(ftc, seed, recorded)
+                if rec is not None:
+                    plan.backfill.append(line_from_record(
+                        rec, experiment=config.experiment, row=row.name,
+                        baseline=row.baseline if row.pretrained else None, checkpoint=checkpoints[row.name]))
                 else:
-                    todo.append((row, ftc, seed))
-    return todo, done
+                    plan.todo.append((row, ftc, seed))
+    ledger.check(expected + plan.backfill, lines)
+    return plan

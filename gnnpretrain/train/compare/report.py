@@ -16,27 +16,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from gnnpretrain.stats import mean_std, negative_transfer
-from gnnpretrain.train.compare.plan import REPORT_MODES, _RECORD_KEY, CompareConfig, Row, finetune_config
-from gnnpretrain.utils import atomic_write_text
-
-def collect(config: CompareConfig, rows: Sequence[Row], checkpoints: dict[str, str | None]) -> dict:
-    """``{row: {dataset: {mode: [test_auc per seed]}}}`` read from the seed files."""
-    from gnnpretrain.train.finetune import load_finished
-
-    res: dict[str, dict[str, dict[str, list[float]]]] = {}
-    for row in rows:
-        for ds in config.datasets:
-            ftc = finetune_config(config, row, ds, checkpoints[row.name])
-            vals = {m: [] for m in REPORT_MODES}
-            for seed in config.seeds:
-                rec = load_finished(ftc, seed)
-                if rec is None:
-                    continue
-                for m in REPORT_MODES:
-                    vals[m].append(float(rec[_RECORD_KEY[m]]["test_auc"]))
-            res.setdefault(row.name, {})[ds] = vals
-    return res
-
+from gnnpretrain.train.compare.plan import REPORT_MODES, CompareConfig, Row
+from gnnpretrain.utils import atomic_write_json, atomic_write_text
 
 def summarize_results(
     results: dict[str, dict[str, list[float]]],
@@ -168,31 +149,165 @@ def gain_figure(cells: Sequence[dict], rows: Sequence[str], datasets: Sequence[s
     os.replace(tmp, path)
 
 
-def write_report(config: CompareConfig, rows: Sequence[Row], checkpoints: dict[str, str | None]) -> dict:
-    """Write ``results_<mode>.md/.csv`` for both report modes and ``gain.png`` for the chosen one."""
-    out = config.out_dir
-    raw = collect(config, rows, checkpoints)
-    baselines = {r.name: r.baseline for r in rows if r.pretrained}
+def gain_grid(cells: Sequence[dict], rows: Sequence[str], datasets: Sequence[str], path: Path, title: str) -> None:
+    """Heat map of the gain over the baseline: one line per pre-trained row, one column per data set.
+
+    Each square shows the difference in ROC-AUC points and its negative-transfer marker; the colour
+    scale is symmetric around zero (red = worse than the baseline). For the architectures profile
+    the lines are architecture x checkpoint, so the paper's claim (GAT hurt, GIN helped most) reads
+    off the figure at a glance.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    by = {(c["row"], c["dataset"]): c for c in cells}
+    cols = list(datasets) + ["avg"]
+    pre = [r for r in rows if any(not math.isnan(by.get((r, d), {}).get("diff", math.nan)) for d in datasets)]
+    grid = np.full((max(1, len(pre)), len(cols)), np.nan)
+    for i, r in enumerate(pre):
+        for j, d in enumerate(cols):
+            c = by.get((r, d))
+            if c is not None and not math.isnan(c["diff"]):
+                grid[i, j] = 100 * c["diff"]
+    lim = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
+    fig, ax = plt.subplots(figsize=(1.0 * len(cols) + 3.0, 0.42 * len(pre) + 1.6), dpi=100)
+    im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    for i, r in enumerate(pre):
+        for j, d in enumerate(cols):
+            if np.isfinite(grid[i, j]):
+                mark = by[(r, d)].get("marker", "")
+                ax.text(j, i, f"{grid[i, j]:+.1f}{mark}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(cols)))
+    ax.set_xticklabels([d.upper() if d != "avg" else "Avg" for d in cols], fontsize=8)
+    ax.set_yticks(range(len(pre)))
+    ax.set_yticklabels([f"{r} (vs {by[(r, cols[0])]['baseline'] if (r, cols[0]) in by else '?'})" for r in pre],
+                       fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="gain (ROC-AUC points)")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------- from the ledger
+#: Column order of the paper's Table 1; other data sets follow in order of appearance.
+PAPER_DATASET_ORDER = ("bbbp", "tox21", "toxcast", "sider", "clintox", "muv", "hiv", "bace")
+_LEDGER_KEY = {"best-valid": "test_auc_best_valid", "last": "test_auc_last"}
+
+
+def results_from_ledger(
+    lines: Sequence[dict[str, str]],
+    rows: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """Per-seed values of ledger lines, for :func:`write_tables`.
+
+    Without ``rows``/``datasets`` every row and data set present is used: baselines (lines with no
+    baseline) first, then pre-trained rows, each in order of first appearance; data sets in the
+    paper's column order. Returns ``{"rows", "datasets", "baselines", "values": {mode: {row: {ds:
+    [auc per seed, by seed]}}}, "seeds", "epochs"}``.
+    """
+    if rows is None:
+        seen = list(dict.fromkeys(ln["row"] for ln in lines))
+        base = {ln["row"] for ln in lines if not ln["baseline"]}
+        rows = [r for r in seen if r in base] + [r for r in seen if r not in base]
+    if datasets is None:
+        present = list(dict.fromkeys(ln["dataset"] for ln in lines))
+        datasets = [d for d in PAPER_DATASET_ORDER if d in present] + [d for d in present if d not in PAPER_DATASET_ORDER]
+    keep = set(int(s) for s in seeds) if seeds is not None else None
+    chosen = [ln for ln in lines if ln["row"] in set(rows) and ln["dataset"] in set(datasets)
+              and (keep is None or int(ln["seed"]) in keep)]
+    chosen.sort(key=lambda ln: int(ln["seed"]))
+    values = {m: {r: {d: [] for d in datasets} for r in rows} for m in REPORT_MODES}
+    baselines: dict[str, str] = {}
+    for ln in chosen:
+        for m in REPORT_MODES:
+            values[m][ln["row"]][ln["dataset"]].append(float(ln[_LEDGER_KEY[m]]))
+        if ln["baseline"]:
+            baselines[ln["row"]] = ln["baseline"]
+    return {
+        "rows": list(rows), "datasets": list(datasets), "baselines": baselines, "values": values,
+        "seeds": sorted({int(ln["seed"]) for ln in chosen}),
+        "epochs": sorted({int(ln["epochs"]) for ln in chosen}),
+    }
+
+
+def write_tables(out: Path, res: dict[str, Any], report: str, alpha: float, title: str) -> dict[str, Any]:
+    """``results_<mode>.md/.csv`` for both epoch rules, ``results.md/.csv`` + ``gain.png`` +
+    ``gain_grid.png`` for the chosen one; returns ``{mode: cells}``."""
+    tables: dict[str, Any] = {}
+    names, datasets = res["rows"], res["datasets"]
+    for mode in REPORT_MODES:
+        cells = summarize_results(res["values"][mode], res["baselines"], datasets, alpha)
+        md = markdown_table(cells, names, datasets, mode, alpha)
+        atomic_write_text(out / f"results_{mode}.md", md)
+        atomic_write_text(out / f"results_{mode}.csv", csv_table(cells, mode, alpha))
+        tables[mode] = cells
+        if mode == report:
+            atomic_write_text(out / "results.md", md)
+            atomic_write_text(out / "results.csv", csv_table(cells, mode, alpha))
+            full = f"{title}\n({mode} epoch; bars: ±1 s.e. of the difference)"
+            gain_figure(cells, names, datasets, out / "gain.png", full)
+            gain_grid(cells, names, datasets, out / "gain_grid.png", f"{title}\n({mode} epoch; ↓ = significant)")
+    return tables
+
+
+def report_from_ledger(
+    ledger: str | os.PathLike,
+    out: str | os.PathLike,
+    report: str = "best-valid",
+    alpha: float = 0.05,
+    rows: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Rebuild every table and figure of a comparison from its ledger file alone (no run folder)."""
+    from gnnpretrain.train.compare.ledger import Ledger
+
+    path = Path(ledger)
+    if not path.is_file():
+        raise FileNotFoundError(f"--ledger {path}: no such file (a ledger is written by a comparison run)")
+    lines = Ledger(path).read()
+    if not lines:
+        raise ValueError(f"--ledger {path}: the ledger has no lines yet; run the comparison first")
+    res = results_from_ledger(lines, rows, datasets)
+    n = len(res["seeds"])
+    title = (f"{lines[0]['domain']}: gain over no pre-training ({n} seed{'s' * (n != 1)}, "
+             f"{'/'.join(map(str, res['epochs']))} fine-tuning epochs)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = write_tables(out, res, report, alpha, title)
+    summary = {"ledger": str(path), "rows": res["rows"], "datasets": res["datasets"], "seeds": res["seeds"],
+               "baselines": res["baselines"], "report": report, "alpha": alpha, "tables": tables}
+    atomic_write_json(out / "report.json", summary)
+    return summary
+
+
+def write_report(config: CompareConfig, rows: Sequence[Row], checkpoints: dict[str, str | None],
+                 lines: Sequence[dict[str, str]]) -> dict:
+    """The comparison's tables from its ledger ``lines``, restricted to the configured rows, data
+    sets and seeds (a ledger may hold more)."""
     names = [r.name for r in rows]
+    res = results_from_ledger(lines, names, list(config.datasets), config.seeds)
+    res["baselines"] = {r.name: r.baseline for r in rows if r.pretrained}
+    title = (f"{config.domain}: gain over no pre-training ({len(config.seeds)} seeds, "
+             f"{config.epochs} fine-tuning epochs)")
     report: dict[str, Any] = {
         "config": dataclasses.asdict(config),
         "rows": {r.name: {"gnn_type": r.gnn_type, "chain": list(r.chain), "checkpoint": checkpoints[r.name],
-                          "baseline": baselines.get(r.name)} for r in rows},
-        "tables": {},
+                          "baseline": res["baselines"].get(r.name)} for r in rows},
+        "tables": write_tables(config.out_dir, res, config.report, config.alpha, title),
     }
-    for mode in REPORT_MODES:
-        per = {r: {d: raw[r][d][mode] for d in config.datasets} for r in names}
-        cells = summarize_results(per, baselines, config.datasets, config.alpha)
-        md = markdown_table(cells, names, config.datasets, mode, config.alpha)
-        atomic_write_text(out / f"results_{mode}.md", md)
-        atomic_write_text(out / f"results_{mode}.csv", csv_table(cells, mode, config.alpha))
-        report["tables"][mode] = cells
-        if mode == config.report:
-            atomic_write_text(out / "results.md", md)
-            atomic_write_text(out / "results.csv", csv_table(cells, mode, config.alpha))
-            gain_figure(
-                cells, names, config.datasets, out / "gain.png",
-                f"{config.domain}: gain over no pre-training\n({mode} epoch, {len(config.seeds)} seeds, "
-                f"{config.epochs} fine-tuning epochs; bars: ±1 s.e. of the difference)",
-            )
     return report

@@ -6,8 +6,12 @@ written ``seed<k>.json`` per fine-tune), so a killed run resumes where it stoppe
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -16,6 +20,7 @@ from typing import Callable, Sequence
 from gnnpretrain.train.compare.plan import (
     _REPO,
     CompareConfig,
+    Row,
     _pretrain_args,
     build_rows,
     plan_finetunes,
@@ -53,24 +58,119 @@ def ensure_pretrained(
     return previous
 
 
-def _worker_init() -> None:
+# ----------------------------------------------------------------------------- worker lifetime
+# Workers must never outlive the comparison: a killed parent (Ctrl-C, kill, kill -9) must not leave
+# processes fine-tuning into files nobody reads. Three mechanisms, for three ways of dying:
+# * kill -9 of the parent: on Linux each worker asks the kernel for SIGTERM when its parent dies
+#   (prctl PR_SET_PDEATHSIG); elsewhere a daemon thread polls os.getppid();
+# * SIGTERM / Ctrl-C of the parent: the parent turns SIGTERM into an exception, cancels what has
+#   not started and terminates the workers (:func:`_stop_pool`); workers ignore SIGINT, so a
+#   Ctrl-C reaching the whole process group is handled once, by the parent;
+# * a worker told to stop (SIGTERM) unwinds with SystemExit, so an atomic write in progress removes
+#   its temporary file, then exits at once instead of waiting for more work.
+_PR_SET_PDEATHSIG = 1
+_stopping = False
+
+
+def _on_stop(signum, frame) -> None:
+    global _stopping
+    _stopping = True
+    raise SystemExit(128 + signum)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    signal.signal(signal.SIGTERM, _on_stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if not armed:
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before the request was in place
+        os._exit(1)
+
+
+def _worker_init(parent_pid: int | None = None) -> None:
     import torch
 
     torch.set_num_threads(1)
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
 
 
 def _run_one(ft_config, seed: int) -> dict:
+    """Fine-tune one seed (resume-aware) in this process; return the record with the runtime."""
     from gnnpretrain.train.finetune import run_seed
+    from gnnpretrain.utils import runtime_info
 
-    rec = run_seed(ft_config, seed)
-    return {"dataset": rec["dataset"], "seed": rec["seed"], "skipped": rec["skipped"], "wall_time_s": rec["wall_time_s"]}
+    try:
+        rec = run_seed(ft_config, seed)
+    except BaseException:
+        if _stopping:  # told to stop: the temporary file is gone; do not wait for more work
+            os._exit(1)
+        raise
+    rec.pop("curve", None)  # the curve stays in the seed file; the parent needs the summary
+    rec.setdefault("runtime", runtime_info(rec.get("device")))
+    return rec
 
 
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued work and terminate the workers (they remove their temporary files)."""
+    procs = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.time() + 10
+    for p in procs:
+        p.join(max(0.1, deadline - time.time()))
+        if p.is_alive():
+            p.kill()
+            p.join(1)
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """Within the block SIGTERM raises SystemExit in the main thread, so cleanup code runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+# ------------------------------------------------------------------------------------- the run
 def run_comparison(config: CompareConfig, log: Callable[[str], None] = print) -> dict:
-    """Run (or resume) the whole comparison and write the report; returns the report dict."""
+    """Run (or resume) the whole comparison, grow its ledger and write the report; returns the report.
+
+    Cells already in the ledger with the same configuration are skipped; finished seed files the
+    ledger lacks are copied into it without training; the rest is fine-tuned and appended as each
+    seed finishes, so a killed run loses at most the seeds in flight.
+    """
+    from gnnpretrain.train.compare.ledger import Ledger, line_from_record
+
     t0 = time.time()
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(config.ledger_path)
     rows = build_rows(config)
     checkpoints: dict[str, str | None] = {}
     for row in rows:
@@ -80,24 +180,42 @@ def run_comparison(config: CompareConfig, log: Callable[[str], None] = print) ->
             checkpoints[row.name] = str(ensure_pretrained(config, row.chain, row.gnn_type, log))
         else:
             checkpoints[row.name] = None
-    todo, done = plan_finetunes(config, rows, checkpoints)
-    log(f"fine-tuning: {done} runs already finished, {len(todo)} to run with {config.jobs} process(es)")
+    plan = plan_finetunes(config, rows, checkpoints, ledger)
+    if plan.backfill:
+        ledger.append(plan.backfill)
+    todo = plan.todo
+    log(f"fine-tuning: {plan.done} runs in the ledger {ledger.path}, {len(plan.backfill)} copied from finished "
+        f"seed files, {len(todo)} to run with {config.jobs} process(es)")
+
+    def record(i: int, row: Row, rec: dict) -> None:
+        ledger.append([line_from_record(rec, experiment=config.experiment, row=row.name,
+                                        baseline=row.baseline if row.pretrained else None,
+                                        checkpoint=checkpoints[row.name], runtime=rec.get("runtime"))])
+        log(f"[{i}/{len(todo)}] {row.name} {rec['dataset']} seed {rec['seed']}: test ROC-AUC "
+            f"{rec['best_valid']['test_auc']:.4f} (best valid) {rec['last']['test_auc']:.4f} (last), "
+            f"{rec['wall_time_s']:.0f} s")
+
     if todo:
         if config.jobs == 1:
             _worker_init_threads_main()
             for i, (row, ftc, seed) in enumerate(todo, 1):
-                r = _run_one(ftc, seed)
-                log(f"[{i}/{len(todo)}] {row.name} {r['dataset']} seed {seed}: {r['wall_time_s']:.0f} s")
+                record(i, row, _run_one(ftc, seed))
         else:
-            with ProcessPoolExecutor(max_workers=config.jobs, initializer=_worker_init) as pool:
-                futs = {pool.submit(_run_one, ftc, seed): (row, ftc, seed) for row, ftc, seed in todo}
-                for i, fut in enumerate(as_completed(futs), 1):
-                    row, ftc, seed = futs[fut]
-                    r = fut.result()
-                    log(f"[{i}/{len(todo)}] {row.name} {r['dataset']} seed {seed}: {r['wall_time_s']:.0f} s")
-    report = write_report(config, rows, checkpoints)
+            pool = ProcessPoolExecutor(max_workers=config.jobs, initializer=_worker_init, initargs=(os.getpid(),))
+            try:
+                with _sigterm_raises():
+                    futs = {pool.submit(_run_one, ftc, seed): row for row, ftc, seed in todo}
+                    for i, fut in enumerate(as_completed(futs), 1):
+                        record(i, futs[fut], fut.result())
+            except BaseException:
+                _stop_pool(pool)
+                raise
+            pool.shutdown(wait=True)
+    report = write_report(config, rows, checkpoints, ledger.read())
+    report["ledger"] = str(ledger.path)
     report["wall_time_s"] = round(time.time() - t0, 1)
     report["ran"] = len(todo)
+    report["copied_from_seed_files"] = len(plan.backfill)
     atomic_write_json(out / "report.json", report)
     return report
 
