@@ -14,9 +14,15 @@ import torch
 
 
 def _atomic_replace(path: Path, write) -> None:
+    """Write ``path`` via a temporary sibling ``.<name>.<pid>.<random>.tmp`` and a rename. Leftovers of
+    interrupted writes (dead pid, or over an hour old) in the same folder are removed first
+    (:func:`gnnpretrain.outputs.remove_stale_tmp`)."""
+    from gnnpretrain.outputs import remove_stale_tmp
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_tmp(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         # mkstemp creates 0600 files; give results the permissions a plain open() would
         umask = os.umask(0)

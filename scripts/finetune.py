@@ -92,6 +92,9 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
                    help="which epoch's test ROC-AUC the printed summary leads with (both are recorded)")
     p.add_argument("--overwrite", action="store_true",
                    help="recompute finished seeds computed with other options (default: error)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="let --input-model-file hold Python objects besides tensors (unpickling runs code: "
+                   "only for files you trust)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
             split_seed=args.split_seed, featurizer=args.featurizer, data_root=args.data_root,
             cache=args.cache, output=args.output, name=args.name, device=args.device,
             num_workers=args.num_workers, num_threads=threads, jobs=jobs, report=args.report, overwrite=args.overwrite,
-            progress=not args.no_progress,
+            progress=not args.no_progress, trust_pickle=args.trust_pickle,
         )
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))

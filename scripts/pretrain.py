@@ -38,7 +38,7 @@ from gnnpretrain.nn import GNN_TYPES, JK_MODES  # noqa: E402
 from gnnpretrain.strategies import get_strategy_class, strategy_names, strategy_option_names  # noqa: E402
 from gnnpretrain.chem.chembl import DEFAULT_MIN_ACTIVES, DEFAULT_MIN_INACTIVES  # noqa: E402
 from gnnpretrain.cli_help import RawDefaultsHelpFormatter  # noqa: E402
-from gnnpretrain.train.pretrain import check_run_dir, pretrain  # noqa: E402
+from gnnpretrain.train.pretrain import pretrain  # noqa: E402
 from gnnpretrain.train.pretrain_data import dataset_num_tasks, load_pretrain_dataset, make_pretrain_loader  # noqa: E402
 from gnnpretrain.utils import resolve_device, seed_everything  # noqa: E402
 
@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--output", default=None, help="run directory (default: <domain>/runs/pretrain/<strategy>)")
     g.add_argument("--output-model-file", default=None, help="encoder state dict (default: <output>/model.pth)")
     g.add_argument("--input-model-file", default=None, help="start the encoder from this state dict")
+    g.add_argument("--trust-pickle", action="store_true",
+                   help="let --input-model-file / --resume read a checkpoint holding Python objects besides tensors "
+                   "(unpickling runs code: only for files you trust)")
     g.add_argument("--data-root", default=None, help="raw data folder (default: $GNNPRETRAIN_DATA, else shared/data "
                    "beside the checkout)")
     g.add_argument("--cache", default=None, help="processed-tensor cache (default: $GNNPRETRAIN_CACHE, else "
@@ -160,8 +163,6 @@ def main(argv: list[str] | None = None):
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = resolve_device(args.device)
-    # before any data work: a finished run in --output is not replaced by accident
-    check_run_dir(_output(args), args.resume, args.overwrite)
     if device.type == "cpu":
         from gnnpretrain.runtime import apply_threads
 
@@ -182,7 +183,43 @@ def main(argv: list[str] | None = None):
             dist.destroy_process_group()
 
 
+def _check_files(args, output: Path) -> None:
+    """Everything that can fail on the user's files, checked before the (long) data loading:
+    the output folder (writable, not holding a run unless --resume/--overwrite) and the checkpoints
+    that will be read (safe to load, not truncated)."""
+    from gnnpretrain.errors import OutputExistsError
+    from gnnpretrain.outputs import ensure_writable
+    from gnnpretrain.safeload import load_torch
+    from gnnpretrain.train.pretrain import CHECKPOINT_NAME
+
+    ensure_writable(output, option="--output")
+    if args.output_model_file:
+        ensure_writable(Path(args.output_model_file).parent, option="--output-model-file")
+    ckpt = output / CHECKPOINT_NAME
+    if ckpt.exists() and not (args.resume or args.overwrite):
+        raise OutputExistsError(
+            f"{output} already holds a pre-training run ({CHECKPOINT_NAME}); pass --resume to continue it, "
+            "--overwrite to start it again, or choose another --output directory"
+        )
+    if args.resume and ckpt.exists():
+        load_torch(ckpt, trust_pickle=args.trust_pickle, what="pre-training checkpoint")
+    if args.input_model_file:
+        if Path(args.input_model_file).suffix != ".safetensors":
+            load_torch(args.input_model_file, trust_pickle=args.trust_pickle, what="--input-model-file checkpoint")
+
+
 def _run(args, cls, strategy_opts: dict, device: torch.device, rank: int, world_size: int):
+    output = _output(args)
+    if rank != 0:
+        return _run_locked(args, cls, strategy_opts, device, rank, world_size, output)
+    from gnnpretrain.outputs import output_lock
+
+    _check_files(args, output)
+    with output_lock(output, command="pretrain.py " + " ".join(sys.argv[1:]) if argv_is_cli() else None):
+        return _run_locked(args, cls, strategy_opts, device, rank, world_size, output)
+
+
+def _run_locked(args, cls, strategy_opts: dict, device: torch.device, rank: int, world_size: int, output: Path):
     dataset_name = args.dataset or cls.default_dataset
     data_opts = {k: getattr(args, k) for k in CHEMBL_FLAGS if getattr(args, k) is not None}
     seed_everything(args.seed)
@@ -215,11 +252,10 @@ def _run(args, cls, strategy_opts: dict, device: torch.device, rank: int, world_
     if args.input_model_file:
         from gnnpretrain.nn import load_encoder_state
 
-        load_encoder_state(strategy.encoder, args.input_model_file)
+        load_encoder_state(strategy.encoder, args.input_model_file, trust_pickle=args.trust_pickle)
 
     loader = make_pretrain_loader(dataset, args.batch_size, shuffle=True, seed=args.seed, rank=rank,
                                   world_size=world_size, num_workers=args.num_workers)
-    output = _output(args)
     config = {
         "data": {"dataset": dataset_name, "max_molecules": args.max_molecules, "smiles_column": args.smiles_column,
                  "featurizer": args.featurizer, "num_graphs": len(dataset), **data_opts},
@@ -234,7 +270,7 @@ def _run(args, cls, strategy_opts: dict, device: torch.device, rank: int, world_
     history = pretrain(
         strategy, loader, epochs=args.epochs, lr=args.lr, weight_decay=args.decay, device=device, out_dir=output,
         resume=args.resume, amp=args.amp, config=config, output_model_file=args.output_model_file, seed=args.seed,
-        overwrite=args.overwrite, progress=not args.no_progress,
+        overwrite=args.overwrite, progress=not args.no_progress, trust_pickle=args.trust_pickle,
     )
     return strategy, history
 

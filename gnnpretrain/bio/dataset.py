@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -40,7 +41,9 @@ from gnnpretrain.bio.labels import (
     select_tasks,
 )
 from gnnpretrain.bio.ppi import CHANNELS, HUMAN_TAXID, human_string_path, read_string_edges
+from gnnpretrain.errors import CorruptFileError, UserError
 from gnnpretrain.paths import cache_dir, data_root
+from gnnpretrain.safeload import load_inmemory_dataset, load_torch
 from gnnpretrain.utils import atomic_write_json
 
 
@@ -179,15 +182,27 @@ class BioEgoNetworks(InMemoryDataset):
         name = "string_human" if cfg.ppi is None else Path(cfg.ppi[0]).name.split(".")[0]
         folder = cache_dir(cache) / "bio" / f"{name}_v{VERSION}_{cfg.digest()}"
         super().__init__(str(folder), transform=transform, log=log)
-        self.load(self.processed_paths[0], data_cls=EgoData)
         proc = Path(self.processed_dir)
-        self.meta = json.loads((proc / "meta.json").read_text())
-        sp = torch.load(proc / "split.pt")
+        try:
+            self._load_processed(proc)
+        except (UserError, OSError, ValueError, KeyError) as exc:  # damaged, foreign or unsafe: never run it, rebuild
+            warnings.warn(f"bio cache {proc} is damaged ({exc}); rebuilding it", stacklevel=2)
+            self.process()
+            self._load_processed(proc)
+        sp = self._split_payload
         self.split: dict[str, torch.Tensor] = sp["split"]
         self.protein_ids: list[str] = sp["protein_ids"]
         self.task_names: list[str] = self.meta["downstream_tasks"]
         self.num_tasks = len(self.task_names)
         self.num_pretrain_tasks = len(self.meta["coarse_tasks"])
+
+    def _load_processed(self, proc: Path) -> None:
+        """Read the three processed files safely (``weights_only=True``; see gnnpretrain.safeload)."""
+        load_inmemory_dataset(self, self.processed_paths[0], data_cls=EgoData)
+        self.meta = json.loads((proc / "meta.json").read_text())
+        self._split_payload = load_torch(proc / "split.pt", what="processed cache")
+        if not isinstance(self._split_payload, dict) or "split" not in self._split_payload:
+            raise CorruptFileError(f"{proc / 'split.pt'} holds no split")
 
     # InMemoryDataset plumbing: raw files stay in the (possibly read-only) data root.
     @property

@@ -5,7 +5,7 @@ What is supported (documented in bio/README.md): a folder ``<root>`` holding
 ``BioDataset`` — a pickled ``(data, slices)`` pair of PyG 1.x, where ``data`` is an old
 ``torch_geometric.data.Data`` (attributes in its ``__dict__``) or, if re-saved by PyG 2.x, a ``Data``
 or a plain dict. The old class cannot be unpickled by today's PyG, so a restricted unpickler maps it
-to a plain attribute holder and the tensors are re-packed into :class:`~gnnpretrain.bio.dataset.EgoData`.
+to a plain attribute holder (no code from the file runs) and the tensors are re-packed into :class:`~gnnpretrain.bio.dataset.EgoData`.
 
 Field mapping: ``x`` (float ones) → long ones ``[N, 1]``; ``edge_index``, ``edge_attr`` (``[E, 9]``,
 same column layout as ours), ``center_node_idx`` and ``species_id`` kept; ``go_target_downstream``
@@ -17,8 +17,6 @@ Splits: :func:`paper_species_split` reproduces the reference's species split.
 
 from __future__ import annotations
 
-import pickle
-import types
 from pathlib import Path
 from typing import Any
 
@@ -27,34 +25,11 @@ import torch
 from torch_geometric.data import Data, InMemoryDataset
 
 from gnnpretrain.bio.dataset import EgoData
+from gnnpretrain.safeload import LegacyObject, load_legacy_pyg
 
 #: The reference's species split: train+valid species and the test species (human).
 PAPER_TRAIN_VALID_SPECIES = (3702, 6239, 511145, 7227, 10090, 4932, 7955)
 PAPER_TEST_SPECIES = (9606,)
-
-
-class _LegacyData:
-    """Stand-in for PyG 1.x ``Data``/``Batch``: keeps whatever attributes were pickled."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.__dict__.update(kwargs)
-
-    def __setstate__(self, state: Any) -> None:
-        if isinstance(state, dict):
-            self.__dict__.update(state)
-
-
-class _Unpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if module.startswith("torch_geometric.data") and name in ("Data", "Batch"):
-            return _LegacyData
-        return super().find_class(module, name)
-
-
-_legacy_pickle = types.ModuleType("gnnpretrain_legacy_pickle")
-_legacy_pickle.Unpickler = _Unpickler
-_legacy_pickle.load = pickle.load
-_legacy_pickle.__name__ = "gnnpretrain_legacy_pickle"
 
 
 def _fields(obj: Any) -> dict[str, Any]:
@@ -62,15 +37,19 @@ def _fields(obj: Any) -> dict[str, Any]:
         d = dict(obj)
     elif isinstance(obj, Data):
         d = obj.to_dict()
-    elif isinstance(obj, _LegacyData):
+    elif isinstance(obj, LegacyObject):
         d = dict(obj.__dict__)
     else:
         raise ValueError(f"unrecognised processed bio data object of type {type(obj).__name__}")
     return {k: v for k, v in d.items() if not k.startswith("_") and v is not None}
 
 
-def read_paper_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """``(fields, slices)`` from a reference ``geometric_data_processed.pt``."""
+def read_paper_file(path: str | Path, trust_pickle: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """``(fields, slices)`` from a reference ``geometric_data_processed.pt``.
+
+    Read with ``weights_only=True`` and a fixed list of stand-in classes for PyG's old ``Data`` /
+    ``Batch`` (:func:`gnnpretrain.safeload.load_legacy_pyg`): nothing in the file runs; a file that
+    names other classes is refused unless ``trust_pickle=True`` (only for files you trust)."""
     path = Path(path)
     if path.is_dir():
         path = path / "processed" / "geometric_data_processed.pt"
@@ -79,7 +58,7 @@ def read_paper_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             f"paper bio dataset not found at {path}: expected the reference's processed file "
             f"(<root>/processed/geometric_data_processed.pt from the pretrain-gnns bio download)"
         )
-    out = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_legacy_pickle)
+    out = load_legacy_pyg(path, trust_pickle=trust_pickle, what="paper bio dataset file")
     if not (isinstance(out, (tuple, list)) and len(out) >= 2):
         raise ValueError(f"{path}: expected a (data, slices) pair as written by InMemoryDataset; got {type(out).__name__}")
     data, slices = out[0], out[1]
@@ -96,9 +75,9 @@ def _node_counts(fields: dict, slices: dict) -> torch.Tensor:
     raise ValueError("processed bio data has no 'x' slices; cannot recover node counts")
 
 
-def paper_data_list(path: str | Path) -> list[EgoData]:
+def paper_data_list(path: str | Path, trust_pickle: bool = False) -> list[EgoData]:
     """Convert the reference's processed file into a list of :class:`EgoData` (our field layout)."""
-    fields, slices = read_paper_file(path)
+    fields, slices = read_paper_file(path, trust_pickle=trust_pickle)
     n_graphs = len(slices["edge_index"]) - 1
     counts = _node_counts(fields, slices)
     has_go = "go_target_downstream" in fields
@@ -131,10 +110,10 @@ class PaperBioDataset(InMemoryDataset):
     e.g. ``dataset/supervised``); nothing is written. ``split`` holds the species split when the
     data has species ids and GO targets (see :func:`paper_species_split`)."""
 
-    def __init__(self, root: str | Path, transform=None, split_seed: int = 42):
+    def __init__(self, root: str | Path, transform=None, split_seed: int = 42, trust_pickle: bool = False):
         self.source = Path(root)
         super().__init__(None, transform=transform)
-        data_list = paper_data_list(self.source)
+        data_list = paper_data_list(self.source, trust_pickle=trust_pickle)
         self.data, self.slices = self.collate(data_list)
         first = data_list[0] if data_list else None
         self.num_tasks = int(first.y.size(1)) if first is not None and hasattr(first, "y") else 0

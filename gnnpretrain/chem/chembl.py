@@ -49,6 +49,8 @@ import torch
 from rdkit import Chem, RDLogger
 from torch_geometric.data import Data, InMemoryDataset
 
+from gnnpretrain.errors import CorruptFileError, UserError
+from gnnpretrain.safeload import load_inmemory_dataset, load_legacy_pyg
 from gnnpretrain.chem.csvio import find_label_columns, find_smiles_column, read_csv_checked
 from gnnpretrain.chem.featurize import UnsupportedMolecule, get_featurizer, parse_smiles
 from gnnpretrain.paths import cache_dir, data_root, missing_file_message
@@ -283,10 +285,12 @@ def read_reference_processed(folder: Path) -> pd.DataFrame:
             )
     smiles = pd.read_csv(smiles_csv, header=None)[0].astype(str).tolist()
     try:
-        data, slices = torch.load(pt, weights_only=False, map_location="cpu")
+        data, slices = load_legacy_pyg(pt, what="reference ChEMBL processed file")
         y = vars(data).get("y")
         if y is None and hasattr(data, "_store"):
             y = data._store["y"]
+    except UserError:
+        raise
     except Exception as exc:  # noqa: BLE001 - old pickles fail in many ways
         raise ValueError(
             f"could not read labels from {pt} ({type(exc).__name__}: {exc}); it was written by PyG 1.x. "
@@ -361,8 +365,16 @@ class ChEMBL(InMemoryDataset):
         self.config = config
         key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
         super().__init__(str(cache_dir(cache) / "chembl" / key), transform=transform)
-        self.load(self.processed_paths[0])
-        meta = json.loads(Path(self.processed_paths[1]).read_text())
+        try:
+            load_inmemory_dataset(self, self.processed_paths[0])
+            meta = json.loads(Path(self.processed_paths[1]).read_text())
+            if len(meta["smiles"]) != len(self):
+                raise CorruptFileError(f"{self.processed_paths[1]} lists {len(meta['smiles'])} molecules, data.pt holds {len(self)}")
+        except (UserError, OSError, ValueError, KeyError) as exc:  # damaged, foreign or unsafe: never run it, rebuild
+            warnings.warn(f"ChEMBL cache {self.processed_dir} is damaged ({exc}); rebuilding it", stacklevel=2)
+            self.process()
+            load_inmemory_dataset(self, self.processed_paths[0])
+            meta = json.loads(Path(self.processed_paths[1]).read_text())
         self.smiles: list[str] = meta["smiles"]
         self.task_names: list[str] = meta["task_names"]
         self.stats: dict = meta["stats"]

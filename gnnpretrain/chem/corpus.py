@@ -49,6 +49,8 @@ from rdkit import rdBase
 from gnnpretrain.chem.csvio import check_csv_shape, find_smiles_column
 from gnnpretrain.chem.featurize import featurize_chunk, get_featurizer
 from gnnpretrain.data.store import GraphStore
+from gnnpretrain.errors import UserError
+from gnnpretrain.outputs import ensure_writable
 from gnnpretrain.paths import cache_dir, data_root, missing_file_message
 
 ZINC_FILES = ("moses_train.csv.gz", "moses_test.csv.gz", "moses_test_scaffolds.csv.gz")
@@ -327,7 +329,11 @@ def load_corpus(
     key = _cache_key(files, featurizer, max_molecules, smiles_column)
     target = cache_dir(cache) / "corpus" / f"{name}-{featurizer}-{max_molecules or 'all'}-{key}"
     if (target / "meta.json").is_file():
-        return GraphStore.load(target)
+        try:
+            return GraphStore.load(target)
+        except (UserError, OSError, ValueError) as exc:  # damaged or old cache: say so once and rebuild
+            warnings.warn(f"corpus cache {target} is damaged ({exc}); rebuilding it", stacklevel=2)
+    ensure_writable(target.parent, what="cache folder", option="--cache")  # before the long featurization
 
     # read_smiles checks every file's shape and column before the (long) featurization
     smiles = read_smiles(files, smiles_column)

@@ -29,6 +29,8 @@ from torch_geometric.data import Data, InMemoryDataset
 from tqdm.auto import tqdm
 
 from gnnpretrain.chem import download as _dl
+from gnnpretrain.errors import CorruptFileError, UserError
+from gnnpretrain.safeload import load_torch
 from gnnpretrain.chem.csvio import CSVFormatError, find_label_columns, find_smiles_column, read_csv_checked
 from gnnpretrain.chem.featurize import FEATURE_DIMS, featurize_chunk, get_featurizer
 from gnnpretrain.paths import cache_dir, data_root, missing_file_message
@@ -278,6 +280,21 @@ def _remove_stale(current: Path, prefix: str) -> None:
                 pass
 
 
+def _read_payload(path: Path) -> dict:
+    """Read a processed file safely (``weights_only=True``) and check it is whole: the format version
+    and the sizes of its arrays must agree, else :class:`CorruptFileError` (the caller rebuilds)."""
+    p = load_torch(path, what="processed cache")
+    if not isinstance(p, dict) or p.get("format_version") != FORMAT_VERSION:
+        found = p.get("format_version") if isinstance(p, dict) else type(p).__name__
+        raise CorruptFileError(f"format {found!r}, this code reads {FORMAT_VERSION}")
+    n = len(p["smiles"])
+    if not (p["n_nodes"].numel() == p["n_edges"].numel() == p["y"].shape[0] == p["rows"].numel() == n
+            and p["x"].shape[0] == int(p["n_nodes"].sum()) and p["edge_index"].shape[1] == int(p["n_edges"].sum())
+            and p["edge_attr"].shape[0] == p["edge_index"].shape[1]):
+        raise CorruptFileError("its arrays have inconsistent sizes")
+    return p
+
+
 class MoleculeNet(InMemoryDataset):
     """A MoleculeNet classification benchmark (``MOLECULENET_NAMES``) as an ``InMemoryDataset``.
 
@@ -315,10 +332,11 @@ class MoleculeNet(InMemoryDataset):
         payload = None
         if self.processed_path.is_file():
             try:
-                payload = torch.load(self.processed_path, weights_only=True)
-            except Exception:  # a corrupt or foreign cache file: rebuild it
+                payload = _read_payload(self.processed_path)
+            except (UserError, KeyError, TypeError, ValueError) as exc:  # damaged, foreign or unsafe: rebuild
+                warnings.warn(f"MoleculeNet cache {self.processed_path} is damaged ({exc}); rebuilding it", stacklevel=2)
                 payload = None
-        if payload is None or payload.get("format_version") != FORMAT_VERSION:
+        if payload is None:
             payload = build(self.name, self.raw_path, featurizer, num_workers=num_workers, progress=progress)
             atomic_torch_save(payload, self.processed_path)
             _remove_stale(self.processed_path, f"{self.name}-{featurizer}-")

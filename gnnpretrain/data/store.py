@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch, Data
 
+from gnnpretrain.errors import CorruptFileError
+
 FORMAT_VERSION = 1
 _ARRAYS = ("x", "edge_index", "edge_attr", "y", "node_ptr", "edge_ptr", "source_index")
 
@@ -219,7 +221,10 @@ class GraphStore:
         """
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+        from gnnpretrain.outputs import remove_stale_tmp
+
+        remove_stale_tmp(directory.parent)  # leftovers of saves that were killed
+        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.{os.getpid()}.", suffix=".tmp"))
         try:
             arrays = {}
             for name in _ARRAYS:
@@ -230,6 +235,8 @@ class GraphStore:
                 arrays[name] = True
             meta = {
                 "format_version": FORMAT_VERSION,
+                # manifest: byte size of every array file, checked on load (a cut file is rebuilt)
+                "file_sizes": {f"{n}.npy": (tmp / f"{n}.npy").stat().st_size for n in arrays},
                 "num_graphs": len(self),
                 "num_nodes": int(self.node_ptr[-1]),
                 "num_edges": int(self.edge_ptr[-1]),
@@ -262,12 +269,24 @@ class GraphStore:
             raise FileNotFoundError(
                 f"no graph store at {directory} (meta.json missing); build one with GraphStore.save or load_corpus"
             )
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"graph store at {directory} has format version {meta.get('format_version')}, this code reads "
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CorruptFileError(f"{meta_path} is not valid JSON ({exc}); delete the folder to rebuild it") from None
+        if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+            raise CorruptFileError(
+                f"graph store at {directory} has format version "
+                f"{meta.get('format_version') if isinstance(meta, dict) else None}, this code reads "
                 f"{FORMAT_VERSION}; delete the folder to rebuild it"
             )
+        for fname, size in (meta.get("file_sizes") or {}).items():
+            fpath = directory / fname
+            actual = fpath.stat().st_size if fpath.is_file() else None
+            if actual != size:
+                raise CorruptFileError(
+                    f"{fpath} is damaged ({'missing' if actual is None else f'{actual} bytes'}, the manifest says "
+                    f"{size}); delete the folder to rebuild it"
+                )
         tensors: dict[str, torch.Tensor | None] = {}
         mapped = []
         with warnings.catch_warnings():
@@ -276,7 +295,10 @@ class GraphStore:
             for name in _ARRAYS:
                 path = directory / f"{name}.npy"
                 if name in meta["arrays"]:
-                    arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+                    try:
+                        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+                    except (OSError, ValueError, EOFError) as exc:  # cut or foreign array file
+                        raise CorruptFileError(f"{path} is damaged ({exc}); delete the folder to rebuild it") from None
                     if isinstance(arr, np.memmap):
                         mapped.append(name)
                     tensors[name] = torch.from_numpy(arr) if arr.size else torch.from_numpy(np.array(arr))
@@ -288,6 +310,11 @@ class GraphStore:
             source_index=tensors["source_index"],
             dtypes={k: _NAME_TO_TORCH[v] for k, v in meta["dtypes"].items()}, meta=meta.get("meta", {}),
         )
+        n_graphs, n_nodes, n_edges = meta.get("num_graphs"), meta.get("num_nodes"), meta.get("num_edges")
+        if (n_graphs is not None and len(store) != n_graphs) or (n_nodes is not None and store.x.shape[0] != n_nodes) or (
+            n_edges is not None and store.edge_index.shape[1] != n_edges
+        ):
+            raise CorruptFileError(f"graph store at {directory}: array sizes disagree with meta.json; delete the folder to rebuild it")
         store.path = directory
         store.memory_mapped = tuple(mapped)  # names of the arrays read lazily from disk
         return store

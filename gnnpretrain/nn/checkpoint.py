@@ -2,7 +2,9 @@
 
 What is accepted (by :func:`load_encoder_state`, ``GNNGraphPred.load_encoder`` / ``from_pretrained``):
 
-* a path to a file written by ``torch.save``, or an already-loaded object;
+* a path to a file written by ``torch.save`` (read with ``weights_only=True`` through
+  :func:`gnnpretrain.safeload.load_torch`: only tensors and plain containers; anything else is
+  refused unless ``trust_pickle=True``), a ``.safetensors`` file, or an already-loaded object;
 * a plain encoder state dict — the reference's files (``chem/*.pth``, ``bio/*.pth``) and our
   ``model.pth`` are this;
 * a container dict holding the state dict under ``"encoder"``, ``"model"``, ``"state_dict"``,
@@ -24,9 +26,7 @@ type as a separate word (``graphsage_contextpred.pth``); failing both, either ty
 
 from __future__ import annotations
 
-import pickle
 import re
-import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Mapping
@@ -34,7 +34,9 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from gnnpretrain.errors import CorruptFileError
 from gnnpretrain.nn.conv import GNN_TYPES
+from gnnpretrain.safeload import load_torch
 
 _CONTAINER_KEYS = ("encoder", "model", "state_dict", "model_state_dict", "strategy")
 _PREFERRED_PREFIXES = ("", "gnn.", "encoder.", "model.", "module.", "module.gnn.", "model.gnn.", "module.encoder.")
@@ -45,23 +47,23 @@ _PREFIX_RE = re.compile(r"^(.*?)gnns\.\d+\.")
 # ---------------------------------------------------------------------------------------------
 # reading and unwrapping
 # ---------------------------------------------------------------------------------------------
-def _torch_load(path: Path) -> Any:
+def _read_checkpoint_file(path: Path, trust_pickle: bool = False) -> Any:
+    """Read an encoder file safely: ``.safetensors``, or a torch file through
+    :func:`gnnpretrain.safeload.load_torch` (``weights_only=True``; a file that needs full unpickling
+    is refused unless ``trust_pickle``, a truncated or non-torch file is a one-line error)."""
     if not path.is_file():
         raise FileNotFoundError(
             f"encoder checkpoint not found: {path}; pass the path of a model.pth written by pre-training "
             "or of a reference .pth file"
         )
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # our own checkpoint.pth also stores RNG states and configs that the safe loader refuses;
-        # only fall back for files the caller chose to load, and say so (unpickling runs code)
-        warnings.warn(
-            f"{path} is not a plain tensor file; loading it with full unpickling (weights_only=False). "
-            "Only load checkpoints you trust; model.pth files written by pre-training load safely.",
-            stacklevel=3,
-        )
-        return torch.load(path, map_location="cpu", weights_only=False)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+            raise CorruptFileError(f"{path} is not a readable safetensors file ({exc}); recreate or re-download it") from None
+    return load_torch(path, trust_pickle=trust_pickle, what="checkpoint")
 
 
 def _is_tensor_dict(obj: Any) -> bool:
@@ -212,19 +214,24 @@ def _fmt(spec: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------
 # loading
 # ---------------------------------------------------------------------------------------------
-def load_encoder_state(gnn: nn.Module, state_dict_or_path: Any, strict: bool = True) -> dict[str, Any]:
+def load_encoder_state(
+    gnn: nn.Module, state_dict_or_path: Any, strict: bool = True, trust_pickle: bool = False
+) -> dict[str, Any]:
     """Load a checkpoint into a :class:`~gnnpretrain.nn.GNN`, checking the architecture first.
 
     Raises one ``ValueError`` naming both architectures when the checkpoint is another gnn_type,
     emb_dim, num_layer, input kind or head count (instead of PyTorch's long list of key/shape
     mismatches). Returns the checkpoint's description (see :func:`describe_state_dict`) plus
     ``missing_keys`` / ``unexpected_keys`` (empty when ``strict``).
+
+    A path is read with ``weights_only=True``; a file holding other Python objects raises
+    :class:`~gnnpretrain.errors.UnsafeFileError` unless ``trust_pickle=True`` (only for files you trust).
     """
     path = None
     obj = state_dict_or_path
     if isinstance(state_dict_or_path, (str, Path)):
         path = Path(state_dict_or_path)
-        obj = _torch_load(path)
+        obj = _read_checkpoint_file(path, trust_pickle=trust_pickle)
     source = str(path) if path is not None else "the given state dict"
 
     spec = describe_state_dict(obj)

@@ -43,7 +43,7 @@ import torch
 from gnnpretrain.errors import UserError
 from gnnpretrain.metrics import NoValidTaskError, masked_bce_with_logits, roc_auc_multitask
 from gnnpretrain.train.tasks import Task, get_task
-from gnnpretrain.utils import atomic_write_json, parse_seeds, resolve_device, seed_everything
+from gnnpretrain.utils import atomic_write_json, parse_seeds, resolve_device, runtime_info, seed_everything
 
 __all__ = [
     "FinetuneConfig",
@@ -100,6 +100,8 @@ class FinetuneConfig:
     report: str = "best-valid"
     overwrite: bool = False
     progress: bool = True
+    # read an --input-model-file holding Python objects besides tensors (runs code: trusted files only)
+    trust_pickle: bool = False
 
     def __post_init__(self) -> None:
         self.seeds = parse_seeds(self.seeds)
@@ -228,7 +230,9 @@ def build_model(task: Task, config: FinetuneConfig) -> torch.nn.Module:
     )
     if config.input_model_file:
         try:
-            load_encoder_state(model.gnn, config.input_model_file)
+            load_encoder_state(model.gnn, config.input_model_file, trust_pickle=config.trust_pickle)
+        except UserError:  # unsafe or damaged file: its own one-line message says what to do
+            raise
         except (RuntimeError, ValueError, KeyError) as err:
             raise type(err)(
                 f"cannot load {config.input_model_file} into the fine-tuning encoder "
@@ -292,9 +296,18 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device) -> tuple[floa
     return roc_auc_multitask(torch.cat(ys), torch.cat(scores))
 
 
-def _train_epoch(model, loader, optimizer, device) -> float:
+#: Training sets with at least this many batches get a progress bar within each epoch (HIV, bio).
+BATCH_PROGRESS_MIN = 200
+
+
+def _train_epoch(model, loader, optimizer, device, progress: str | None = None) -> float:
+    """One epoch; ``progress`` (a description) shows a per-batch bar on large training sets."""
     model.train()
     total, n = 0.0, 0
+    if progress is not None and len(loader) >= BATCH_PROGRESS_MIN:
+        from tqdm.auto import tqdm
+
+        loader = tqdm(loader, desc=progress, unit="batch", leave=False, dynamic_ncols=True, mininterval=1.0)
     for batch in loader:
         batch = batch.to(device)
         logits = model(batch)
@@ -341,7 +354,8 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
     bar = tqdm(range(1, config.epochs + 1), desc=f"{task.name} seed {seed}", leave=False,
                disable=not config.progress, dynamic_ncols=True)
     for epoch in bar:
-        loss = _train_epoch(model, train_loader, optimizer, device)
+        loss = _train_epoch(model, train_loader, optimizer, device,
+                            progress=f"  epoch {epoch}/{config.epochs}" if config.progress else None)
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"{task.name} seed {seed}: training loss became {loss} at epoch {epoch}; lower --lr"
@@ -381,6 +395,7 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
         "wall_time_s": round(time.time() - t0, 3),
         "device": str(device),
         "torch_version": torch.__version__,
+        "runtime": runtime_info(device),
     }
 
 
@@ -419,9 +434,9 @@ def load_finished(config: FinetuneConfig, seed: int, current: dict | None = None
         )
         return None
     raise ConfigMismatchError(
-        f"{path} holds a finished seed computed with a different configuration:\n  "
-        + "\n  ".join(diffs)
-        + "\nUse another --output/--name for the new experiment, or pass --overwrite to recompute these seeds."
+        f"{path} holds a finished seed computed with a different configuration ("
+        + "; ".join(diffs)
+        + "); use another --output/--name for the new experiment, or pass --overwrite to recompute these seeds"
     )
 
 
@@ -527,6 +542,19 @@ def run_finetune(config: FinetuneConfig) -> dict:
     thread each (on a small CPU that beats sequential seeds with several threads; see
     ``benchmarks/RESULTS.md``); every seed computes exactly what it computes alone.
     """
+    from gnnpretrain.outputs import output_lock
+
+    # before any data loading or training: the output can be written and is ours alone (lock), and
+    # the checkpoint is safe to read and whole — each failure is one line (gnnpretrain.errors)
+    with output_lock(output_dir(config), what="fine-tuning output folder"):
+        if config.input_model_file and Path(config.input_model_file).suffix != ".safetensors":
+            from gnnpretrain.safeload import load_torch
+
+            load_torch(config.input_model_file, trust_pickle=config.trust_pickle, what="--input-model-file checkpoint")
+        return _run_finetune_locked(config)
+
+
+def _run_finetune_locked(config: FinetuneConfig) -> dict:
     from tqdm.auto import tqdm
 
     current = _recorded_config(config)
@@ -544,13 +572,21 @@ def run_finetune(config: FinetuneConfig) -> dict:
         bar.set_postfix(seed=rec["seed"], test_bv=f"{rec['best_valid']['test_auc']:.4f}",
                         test_last=f"{rec['last']['test_auc']:.4f}")
 
+    def note() -> str:
+        n_done = sum(1 for s in config.seeds if s in records)
+        return (f"{n_done} of {len(config.seeds)} fine-tuning seeds are finished and saved in {output_dir(config)}; "
+                "the same command continues with the others")
+
+    from gnnpretrain.runtime import interrupt_note
+
     jobs = min(int(config.jobs), len(todo))
-    if jobs > 1:
-        for rec in _run_seeds_parallel(config, task, todo, jobs):
-            finished(rec)
-    else:
-        for seed in todo:
-            finished(run_seed(config, seed, task, check=False))
+    with interrupt_note(note):
+        if jobs > 1:
+            for rec in _run_seeds_parallel(config, task, todo, jobs):
+                finished(rec)
+        else:
+            for seed in todo:
+                finished(run_seed(config, seed, task, check=False))
     bar.close()
     return summarize(config, [records[s] for s in config.seeds])
 
@@ -560,18 +596,24 @@ _PARALLEL_TASK: Task | None = None
 
 
 def _parallel_init(threads: int) -> None:
+    from gnnpretrain.runtime import ignore_interrupts_in_worker
+
+    ignore_interrupts_in_worker()  # Ctrl-C: the parent prints one line and terminates the pool
     torch.set_num_threads(threads)
 
 
-def _parallel_seed(config: FinetuneConfig, seed: int) -> dict:
+def _parallel_seed(args: tuple[FinetuneConfig, int]) -> dict:
+    config, seed = args
     return run_seed(config, seed, _PARALLEL_TASK, check=False)
 
 
 def _run_seeds_parallel(config: FinetuneConfig, task: Task, seeds: list[int], jobs: int):
-    """Yield the records of ``seeds`` as ``jobs`` worker processes (one thread each) finish them."""
+    """Yield the records of ``seeds`` as ``jobs`` worker processes (one thread each) finish them.
+
+    Each worker writes its seed file atomically, so an interruption keeps every finished seed.
+    """
     global _PARALLEL_TASK
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     worker_config = dataclasses.replace(config, progress=False, jobs=1)
     try:
@@ -580,15 +622,8 @@ def _run_seeds_parallel(config: FinetuneConfig, task: Task, seeds: list[int], jo
         ctx = mp.get_context("spawn")  # they load it from the cache instead
     _PARALLEL_TASK = task
     try:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_parallel_init,
-                                 initargs=(config.num_threads or 1,)) as pool:
-            futures = [pool.submit(_parallel_seed, worker_config, s) for s in seeds]
-            try:
-                for fut in as_completed(futures):
-                    yield fut.result()
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                raise
+        with ctx.Pool(jobs, initializer=_parallel_init, initargs=(config.num_threads or 1,)) as pool:
+            # leaving the block (normally, on an error or on Ctrl-C) terminates the workers
+            yield from pool.imap_unordered(_parallel_seed, [(worker_config, s) for s in seeds])
     finally:
         _PARALLEL_TASK = None

@@ -14,11 +14,14 @@ Run directory layout (``out_dir``):
     config.json      run configuration (strategy, encoder architecture, options, data, training)
     metrics.jsonl    one JSON object per finished epoch (means over the epoch's steps)
     model.pth        encoder state dict (reference key names), what fine-tuning loads
-    checkpoint.pth   full state for ``resume``: strategy, optimiser, epoch, RNG states
+    checkpoint.pth   full state for ``resume``: strategy, optimiser, epoch, RNG states — tensors and
+                     plain types only, read back with ``weights_only=True`` (gnnpretrain.safeload)
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
 import random
@@ -32,10 +35,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from gnnpretrain.errors import UserError
-from gnnpretrain.utils import atomic_torch_save, atomic_write_json, atomic_write_text, resolve_device
+from gnnpretrain.errors import OutputExistsError, UserError
+from gnnpretrain.safeload import load_torch
+from gnnpretrain.utils import atomic_torch_save, atomic_write_json, atomic_write_text, resolve_device, runtime_info
 
-__all__ = ["pretrain", "check_run_dir", "RunExistsError", "ConfigMismatchError", "CHECKPOINT_NAME", "MODEL_NAME", "CONFIG_NAME", "METRICS_NAME", "epoch_seed"]
+__all__ = ["pretrain", "ConfigMismatchError", "CHECKPOINT_NAME", "MODEL_NAME", "CONFIG_NAME", "METRICS_NAME", "epoch_seed"]
 
 CHECKPOINT_NAME = "checkpoint.pth"
 MODEL_NAME = "model.pth"
@@ -45,35 +49,12 @@ METRICS_NAME = "metrics.jsonl"
 #: Config keys that may legitimately change between an interrupted run and its resumption.
 RESUME_MUTABLE_KEYS = frozenset(
     {"epochs", "num_workers", "device", "resume", "overwrite", "output", "output_model_file", "progress", "amp",
-     "data_root", "cache", "input_model_file", "command"}
+     "data_root", "cache", "input_model_file", "command", "runtime", "trust_pickle"}
 )
 
 
 class ConfigMismatchError(UserError, ValueError):
     """``resume`` was asked for, but the run directory was made with a different configuration."""
-
-
-class RunExistsError(FileExistsError, ValueError):
-    """The run directory already holds a run and neither ``resume`` nor ``overwrite`` was asked for.
-
-    A ``ValueError`` too, so command-line scripts report it as one line (exit code 2).
-    """
-
-
-def check_run_dir(out_dir: str | Path, resume: bool = False, overwrite: bool = False) -> None:
-    """Fail before any work if ``out_dir`` holds a run that this one would silently replace.
-
-    Scripts call it before loading or featurizing data (minutes of work for a large corpus);
-    :func:`pretrain` calls it again.
-    """
-    out_dir = Path(out_dir)
-    if (out_dir / CHECKPOINT_NAME).exists() and not resume and not overwrite:
-        raise RunExistsError(
-            f"{out_dir} already holds a pre-training run ({CHECKPOINT_NAME}); pass --resume to continue it, "
-            "--overwrite to start it again, or choose another --output directory"
-        )
-    if out_dir.exists() and not out_dir.is_dir():
-        raise RunExistsError(f"--output {out_dir} is a file, not a folder; choose a folder for the run")
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
@@ -88,15 +69,28 @@ def _dist_info() -> tuple[int, int]:
 
 
 def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """RNG states as tensors and plain numbers, so ``checkpoint.pth`` loads with ``weights_only=True``."""
+    version, mt, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": {"version": int(version), "state": torch.tensor(mt, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py, npy = state["python"], state["numpy"]
+    if isinstance(py, dict):  # tensors (this format) or Python/NumPy objects (older, trusted checkpoints)
+        py = (py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"])
+    random.setstate(py)
+    if isinstance(npy, dict):
+        npy = (npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached_gaussian"])
+    np.random.set_state(npy)
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
@@ -126,9 +120,9 @@ def _check_resume_config(saved: dict, current: dict, out_dir: Path) -> None:
     diffs = _diff(_comparable(saved), _comparable(current))
     if diffs:
         raise ConfigMismatchError(
-            f"cannot resume the run in {out_dir}: its configuration differs from this one:\n  "
-            + "\n  ".join(diffs)
-            + "\nUse the original settings to resume, or a new --output directory (or --overwrite) to start afresh."
+            f"cannot resume the run in {out_dir}: its configuration differs from this one ("
+            + "; ".join(diffs)
+            + "); use the original settings to resume, or a new --output directory (or --overwrite) to start afresh"
         )
 
 
@@ -193,7 +187,7 @@ def _read_metrics(path: Path, before_epoch: int) -> list[str]:
     return kept
 
 
-def pretrain(
+def _pretrain(
     strategy: torch.nn.Module,
     loader: Iterable,
     epochs: int,
@@ -209,6 +203,7 @@ def pretrain(
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    trust_pickle: bool = False,
 ) -> list[dict]:
     """Train ``strategy`` on ``loader`` for ``epochs`` epochs; return the per-epoch metrics.
 
@@ -229,6 +224,8 @@ def pretrain(
             the training settings are added here).
         output_model_file: where the encoder state dict goes (default ``out_dir/model.pth``).
         overwrite: allow starting afresh in a directory that already holds a checkpoint.
+        trust_pickle: let ``resume`` read a ``checkpoint.pth`` that holds Python objects (written by an
+            older version of this code). Only for files you trust; new checkpoints never need it.
     """
     device = resolve_device(device)
     rank, world_size = _dist_info()
@@ -258,7 +255,9 @@ def pretrain(
             "amp": amp_used,
         },
         "output_model_file": str(model_path),
+        "runtime": runtime_info(device),
     }
+    plain_config = json.loads(json.dumps(full_config, default=str))  # plain types: loads with weights_only=True
 
     strategy.to(device)
     optimizer = torch.optim.Adam(strategy.parameters(), lr=lr, weight_decay=weight_decay)
@@ -266,7 +265,7 @@ def pretrain(
     if resume and ckpt_path.exists():
         saved_cfg = json.loads((out_dir / CONFIG_NAME).read_text()) if (out_dir / CONFIG_NAME).exists() else {}
         _check_resume_config(saved_cfg, full_config, out_dir)
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ckpt = load_torch(ckpt_path, map_location=device, trust_pickle=trust_pickle, what="pre-training checkpoint")
         strategy.load_state_dict(ckpt["strategy"])
         optimizer.load_state_dict(ckpt["optimizer"])
         _set_rng_state(ckpt["rng"])
@@ -275,8 +274,11 @@ def pretrain(
             log(f"resuming {out_dir} after epoch {ckpt['epoch']}")
     elif resume and rank == 0:
         log(f"--resume: no checkpoint in {out_dir}, starting from epoch 1")
-    else:
-        check_run_dir(out_dir, resume, overwrite)
+    elif ckpt_path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{out_dir} already holds a pre-training run ({CHECKPOINT_NAME}); pass --resume to continue it, "
+            "--overwrite to start it again, or choose another --output directory"
+        )
 
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -391,7 +393,7 @@ def _epochs(strategy, model, loader, optimizer, device, amp_used, seed, rank, wo
                     "optimizer": optimizer.state_dict(),
                     "epoch": epoch,
                     "rng": _rng_state(),
-                    "config": full_config,
+                    "config": plain_config,
                 },
                 ckpt_path,
             )
@@ -408,3 +410,17 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+@functools.wraps(_pretrain)
+def pretrain(*args: Any, **kwargs: Any) -> list[dict]:
+    # rank 0 holds the lock on the run directory for the whole run (gnnpretrain.outputs.output_lock):
+    # a second run on the same directory is refused at once instead of mixing their files
+    from gnnpretrain.outputs import output_lock
+
+    bound = inspect.signature(_pretrain).bind(*args, **kwargs)
+    bound.apply_defaults()
+    if _dist_info()[0] != 0:
+        return _pretrain(*args, **kwargs)
+    with output_lock(Path(bound.arguments["out_dir"]), what="pre-training run directory"):
+        return _pretrain(*args, **kwargs)

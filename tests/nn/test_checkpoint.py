@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from gnnpretrain.errors import UnsafeFileError
+from gnnpretrain.train.pretrain import _rng_state
 from torch_geometric.data import Batch
 
 from gnnpretrain.chem.featurize import smiles_to_graph
@@ -102,11 +105,11 @@ def test_our_checkpoint_formats_round_trip(tmp_path: Path, batch: Batch) -> None
         "finetuned.pth": source.state_dict(),  # a whole GNNGraphPred (prefix gnn.)
         "wrapped_model.pth": {"model": encoder_sd},
         "wrapped_encoder.pth": {"encoder": encoder_sd, "epoch": 3},
-        # the resume checkpoint: whole strategy + RNG states (numpy's needs the non-weights-only loader)
+        # the resume checkpoint: whole strategy + RNG states as tensors (loads with weights_only=True)
         "checkpoint.pth": {
             "strategy": strategy_sd,
             "epoch": 3,
-            "rng": {"numpy": np.random.get_state()},
+            "rng": _rng_state(),
             "config": {"encoder": {"gnn_type": "gin"}},
         },
         "ddp.pth": {f"module.{k}": v for k, v in encoder_sd.items()},
@@ -122,6 +125,16 @@ def test_our_checkpoint_formats_round_trip(tmp_path: Path, batch: Batch) -> None
         other = GNN(3, 16).eval()
         load_encoder_state(other, obj)
         torch.testing.assert_close(other(batch.x, batch.edge_index, batch.edge_attr), expected, msg=name)
+
+    # an older checkpoint.pth kept NumPy's RNG state as an ndarray: refused by default (unpickling
+    # NumPy objects goes beyond weights), loaded with the explicit trust opt-in
+    legacy = tmp_path / "legacy_checkpoint.pth"
+    torch.save({"strategy": strategy_sd, "rng": {"numpy": np.random.get_state()}}, legacy)
+    with pytest.raises(UnsafeFileError, match=r"legacy_checkpoint\.pth holds Python objects.*--trust-pickle"):
+        load_encoder_state(GNN(3, 16), legacy)
+    other = GNN(3, 16).eval()
+    load_encoder_state(other, legacy, trust_pickle=True)
+    torch.testing.assert_close(other(batch.x, batch.edge_index, batch.edge_attr), expected)
 
 
 def test_convert_fills_missing_batchnorm_counters() -> None:

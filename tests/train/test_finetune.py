@@ -221,6 +221,7 @@ def test_cli_runs_and_prints_summary(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "chem/clintox: test ROC-AUC (last)" in out and "over 2 seeds [best-valid:" in out
     assert summary["seeds"] == [0, 1] and summary["config"]["num_layer"] == 1
-    assert sorted(p.name for p in (tmp_path / "clintox").iterdir()) == ["seed0.json", "seed1.json", "summary.json"]
+    # (plus the hidden run lock .gnnpretrain.lock, see gnnpretrain.outputs)
+    assert sorted(p.name for p in (tmp_path / "clintox").iterdir() if not p.name.startswith(".")) == ["seed0.json", "seed1.json", "summary.json"]
     rec = json.loads((tmp_path / "clintox" / "seed1.json").read_text())
     assert rec["num_tasks"] == 2 and len(rec["last"]["test_per_task"]) == 2
