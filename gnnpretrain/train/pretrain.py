@@ -309,7 +309,7 @@ def _pretrain(
     with _interrupt_note(note):
         history = _epochs(strategy, model, loader, optimizer, device, amp_used, seed, rank, world_size, start_epoch,
                           int(epochs), progress, log, history, finished, model_path, ckpt_path, metrics_path,
-                          full_config, total_steps)
+                          plain_config, total_steps)
     return history
 
 
@@ -320,7 +320,7 @@ def _interrupt_note(note):
 
 
 def _epochs(strategy, model, loader, optimizer, device, amp_used, seed, rank, world_size, start_epoch, epochs,
-            progress, log, history, finished, model_path, ckpt_path, metrics_path, full_config, total_steps):
+            progress, log, history, finished, model_path, ckpt_path, metrics_path, plain_config, total_steps):
     """The epoch loop of :func:`pretrain` (split out so the interrupt note wraps it)."""
     metric_keys: list[str] | None = None
     estimate_at = max(3, min(20, (total_steps or 0) // 10))
