@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-__all__ = ["roc_auc_multitask", "masked_bce_with_logits", "NoValidTaskError"]
+__all__ = ["roc_auc_multitask", "masked_bce_with_logits", "NoValidTaskError", "masked_mse", "regression_metrics"]
 
 
 class NoValidTaskError(ValueError):
@@ -99,3 +99,48 @@ def masked_bce_with_logits(logits: torch.Tensor, y: torch.Tensor) -> torch.Tenso
     loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
     loss = torch.where(mask, loss, torch.zeros_like(loss))
     return loss.sum() / mask.sum().clamp(min=1)
+
+
+def masked_mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the labelled (non-``nan``) entries only; the regression twin of
+    :func:`masked_bce_with_logits` (a batch without labels gives a zero loss that still backpropagates)."""
+    if pred.shape != y.shape:
+        y = y.view(pred.shape)
+    mask = ~torch.isnan(y)
+    target = torch.where(mask, y, torch.zeros_like(y)).to(pred.dtype)
+    sq = torch.where(mask, (pred - target) ** 2, torch.zeros_like(pred))
+    return sq.sum() / mask.sum().clamp(min=1)
+
+
+def regression_metrics(y_true, y_pred) -> dict[str, object]:
+    """RMSE, MAE and R² (scikit-learn) per target over its labelled entries, and their unweighted means.
+
+    Returns ``{"rmse", "mae", "r2", "per_task_rmse", "per_task_mae", "per_task_r2"}``. The headline
+    ``rmse`` of several targets is the mean of the per-target RMSEs (each target in its own units, like
+    the ROC-AUC mean over tasks); targets without labelled entries are ``nan`` and skipped in the means.
+    R² needs two labelled entries (else ``nan``).
+    """
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    yt = _to_numpy(y_true, "y_true")
+    yp = _to_numpy(y_pred, "y_pred")
+    if yt.shape != yp.shape:
+        raise ValueError(f"y_true {yt.shape} and y_pred {yp.shape} differ in shape")
+    rmse, mae, r2 = [], [], []
+    for t in range(yt.shape[1]):
+        m = ~np.isnan(yt[:, t])
+        if not m.any():
+            rmse.append(math.nan), mae.append(math.nan), r2.append(math.nan)
+            continue
+        rmse.append(float(math.sqrt(mean_squared_error(yt[m, t], yp[m, t]))))
+        mae.append(float(mean_absolute_error(yt[m, t], yp[m, t])))
+        r2.append(float(r2_score(yt[m, t], yp[m, t])) if m.sum() >= 2 else math.nan)
+    if all(math.isnan(v) for v in rmse):
+        raise NoValidTaskError("no target has a labelled entry in this split, so RMSE is undefined")
+
+    def mean(v: list[float]) -> float:
+        vals = [x for x in v if not math.isnan(x)]
+        return float(np.mean(vals)) if vals else math.nan
+
+    return {"rmse": mean(rmse), "mae": mean(mae), "r2": mean(r2),
+            "per_task_rmse": rmse, "per_task_mae": mae, "per_task_r2": r2}

@@ -70,7 +70,15 @@ def cache_dir(cache: str | os.PathLike | None = None) -> Path:
         path = Path(os.environ["XDG_CACHE_HOME"]) / "gnnpretrain"
     else:
         path = Path.home() / ".cache" / "gnnpretrain"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from gnnpretrain.errors import OutputNotWritableError
+
+        reason = "a file is in the way of the folder path" if isinstance(exc, (FileExistsError, NotADirectoryError)) else (exc.strerror or type(exc).__name__)
+        raise OutputNotWritableError(
+            f"cache folder {path} cannot be created ({reason}); choose another with --cache or ${CACHE_ENV}"
+        ) from None
     return path
 
 

@@ -10,6 +10,7 @@ Examples:
     python scripts/compare.py --profile quick --reference-checkpoints gcn_supervised_contextpred,gat_supervised_contextpred
     python scripts/compare.py --profile architectures --datasets bace --rows none:gcn,ref:gcn_supervised_contextpred
     python scripts/compare.py --report-only --ledger chem/results/architectures.csv --output /tmp/tables
+    python scripts/compare.py --suite moleculeace --seeds 0-2 --epochs 30      # activity cliffs (regression)
 
 Pre-trains whatever checkpoint is missing, fine-tunes every (strategy, dataset, seed) that has no
 line in the results ledger (``<domain>/results/<profile>.csv`` for a profile run, else
@@ -62,6 +63,10 @@ def _checkpoints(items: list[str] | None) -> dict[str, str] | None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suite", default=None, choices=["moleculeace"],
+                   help="moleculeace: regression on MoleculeACE targets (--datasets = targets), RMSE on all and on "
+                        "activity-cliff test molecules; rows none:<arch>, ref:<hub name>, NAME=PATH via --checkpoint "
+                        "(see gnnpretrain/train/compare/moleculeace.py)")
     p.add_argument("--profile", choices=sorted(PROFILES), default=None,
                    help="defaults for everything below (quick: small CPU run; paper: full protocol; "
                         "architectures: scratch vs the published gcn/graphsage/gat checkpoints, GIN scratch)")
@@ -101,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.suite == "moleculeace":
+        return _moleculeace(parser, args)
     if args.report_only:
         if not args.ledger or not args.output:
             parser.error("--report-only needs --ledger PATH (the ledger to read) and --output DIR (where tables go)")
@@ -147,6 +154,32 @@ def main(argv: list[str] | None = None) -> dict:
     out = config.out_dir
     print((out / "results.md").read_text())
     print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'gain.png'} from the ledger {report['ledger']} "
+          f"({report['ran']} runs executed, {report['wall_time_s']:.0f} s)")
+    return report
+
+
+def _moleculeace(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
+    from gnnpretrain.train.compare.moleculeace import MoleculeACEConfig, moleculeace_report, run_moleculeace
+
+    if args.report_only:
+        if not args.ledger or not args.output:
+            parser.error("--report-only needs --ledger PATH (the ledger to read) and --output DIR (where tables go)")
+        report = moleculeace_report(args.ledger, args.output, alpha=args.alpha or 0.05)
+        print(report["markdown"])
+        return report
+    given = {k: v for k, v in {
+        "targets": _csv(args.datasets), "rows": _csv(args.strategies), "seeds": args.seeds, "epochs": args.epochs,
+        "batch_size": args.batch_size, "num_layer": args.num_layer, "emb_dim": args.emb_dim, "output": args.output,
+        "ledger": args.ledger, "device": args.device, "data_root": args.data_root, "cache": args.cache,
+        "checkpoints": _checkpoints(args.checkpoint),
+    }.items() if v is not None}
+    try:
+        config = MoleculeACEConfig(**given)
+    except ValueError as err:
+        parser.error(str(err))
+    report = run_moleculeace(config)
+    print(report["markdown"])
+    print(f"wrote {config.out_dir / 'results.md'} and the ledger {report['ledger']} "
           f"({report['ran']} runs executed, {report['wall_time_s']:.0f} s)")
     return report
 

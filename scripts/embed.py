@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--input", required=True, help="CSV file with a SMILES column")
-    p.add_argument("--smiles-column", required=True, help="name of the SMILES column")
+    p.add_argument("--smiles-column", default=None, help="name of the SMILES column (default: the one named smiles, any case)")
     p.add_argument("--model", required=True, help="hub name (see gnnpretrain.hub.list()) or encoder file path")
     p.add_argument("--output", required=True, help="output file: .npy, .csv or .parquet")
     p.add_argument("--pooling", default="mean", choices=["mean", "sum", "max"])
@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     from gnnpretrain.embeddings import embed, resolve_encoder
     from gnnpretrain.utils import atomic_write_text
 
-    df = read_molecule_table(args.input, args.smiles_column)
+    df, smiles_column = read_molecule_table(args.input, args.smiles_column)
     encoder = resolve_encoder(args.model)
-    smiles = df[args.smiles_column].fillna("").tolist()
+    smiles = df[smiles_column].fillna("").tolist()
     arr, failed = embed(smiles, encoder, pooling=args.pooling, batch_size=args.batch_size, device=args.device,
                         progress=not args.no_progress)
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     if out.suffix == ".npy":
         np.save(tmp, arr)
     else:
-        table = pd.concat([df[[args.smiles_column]].reset_index(drop=True),
+        table = pd.concat([df[[smiles_column]].reset_index(drop=True),
                            pd.DataFrame(arr, columns=[f"emb{i}" for i in range(arr.shape[1])])], axis=1)
         table.to_csv(tmp, index=False) if out.suffix == ".csv" else table.to_parquet(tmp, index=False)
     tmp.replace(out)

@@ -5,6 +5,9 @@ Defaults follow the paper's protocol (batch 32, 100 epochs for chem / 50 for bio
 weight decay, dropout 0.5, JK last, mean pooling, 5 layers x 300, seeds 0-9, scaffold split).
 
     python scripts/finetune.py --dataset bbbp --input-model-file chem/runs/pretrain/x/model.pth
+    python scripts/finetune.py --dataset mols.csv --smiles-column smiles --target-columns logS,pIC50 \
+        --input-model-file gcn_supervised_contextpred --gnn-type gcn        # your CSV (regression here)
+    python scripts/finetune.py --dataset moleculeace:CHEMBL1862_Ki            # activity-cliff benchmark
 
 Per-seed results go to <output>/<dataset>/seed<k>.json, the summary to <output>/<dataset>/summary.json
 (default output: <domain>/runs/finetune/<gnn_type>_<checkpoint stem or "scratch">). Re-running skips
@@ -25,7 +28,7 @@ if __name__ == "__main__":
     exit_quietly_on_interrupt()  # one line, exit 130, even for a Ctrl-C during the imports below
 prefer_passive_openmp()  # before torch loads OpenMP
 
-from gnnpretrain.train.tasks import registered_domains, task_names  # noqa: E402
+from gnnpretrain.train.tasks import accepts_dataset, registered_domains, task_names  # noqa: E402
 
 DOMAIN_EPOCHS = {"chem": 100, "bio": 50}
 #: ``--dataset`` when none is given (bio: the STRING human ego-networks built from the data root).
@@ -60,10 +63,17 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
         formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--domain", default="chem", choices=domains, help="task domain")
-    p.add_argument("--dataset", default=None, choices=names or None, metavar="NAME",
-                   help=f"downstream dataset. {_dataset_help(domains)} (default: {DOMAIN_DATASET['chem']} for chem, "
-                   f"{DOMAIN_DATASET['bio']} for bio)")
-    p.add_argument("--input-model-file", default=None, help="pre-trained encoder checkpoint (omit: from scratch)")
+    p.add_argument("--dataset", default=None, metavar="NAME",
+                   help=f"downstream dataset. {_dataset_help(domains)}; chem also takes a CSV path or "
+                   f"moleculeace:TARGET (default: {DOMAIN_DATASET['chem']} for chem, {DOMAIN_DATASET['bio']} for bio)")
+    p.add_argument("--smiles-column", default=None,
+                   help="CSV datasets: the SMILES column (default: the one named smiles, any case)")
+    p.add_argument("--target-columns", default=None, help="CSV datasets: comma-separated target columns (a,b)")
+    p.add_argument("--task", default=None, choices=["classification", "regression"],
+                   help="CSV datasets: task type (default: classification if every target value is 0/1)")
+    p.add_argument("--input-model-file", default=None,
+                   help="pre-trained encoder checkpoint, or a published model's name (gnnpretrain.hub.list()); "
+                   "omit: from scratch")
     p.add_argument("--gnn-type", default="gin", choices=["gin", "gcn", "graphsage", "gat"])
     p.add_argument("--num-layer", type=int, default=5)
     p.add_argument("--emb-dim", type=int, default=300)
@@ -75,7 +85,8 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--decay", type=float, default=0.0, help="Adam weight decay")
     p.add_argument("--seeds", default="0-9", help="e.g. 0-9, 0,3,5 or 0-2,7 (model init and batch order)")
-    p.add_argument("--split", default="scaffold", help="scaffold | random | random_scaffold")
+    p.add_argument("--split", default="scaffold",
+                   help="scaffold | random | random_scaffold | column:NAME (CSV: a train/valid/test column)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of randomised splits (scaffold ignores it)")
     p.add_argument("--featurizer", default="reference", choices=["reference", "ogb"])
     p.add_argument("--data-root", default=None, help="raw data folder (default: $GNNPRETRAIN_DATA or ../shared/data)")
@@ -140,6 +151,13 @@ def main(argv: list[str] | None = None) -> dict:
         args.dataset = DOMAIN_DATASET.get(args.domain) or (names[0] if names else None)
         if args.dataset is None:
             parser.error(f"--dataset is required for --domain {args.domain}")
+    if not accepts_dataset(args.domain, args.dataset):
+        names = task_names(args.domain)
+        parser.error(f"argument --dataset: invalid choice: {args.dataset!r} (choose from {', '.join(names)}"
+                     f"{', a .csv path or moleculeace:TARGET' if args.domain == 'chem' else ''})")
+    csv_only = {"--smiles-column": args.smiles_column, "--target-columns": args.target_columns, "--task": args.task}
+    if not args.dataset.lower().endswith((".csv", ".csv.gz")) and any(v is not None for v in csv_only.values()):
+        parser.error(f"{', '.join(k for k, v in csv_only.items() if v is not None)} only apply to a CSV --dataset")
     if args.epochs is None:
         args.epochs = DOMAIN_EPOCHS.get(args.domain, 100)
     threads, jobs = _cpu_plan(args, seeds)
@@ -152,7 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
             split_seed=args.split_seed, featurizer=args.featurizer, data_root=args.data_root,
             cache=args.cache, output=args.output, name=args.name, device=args.device,
             num_workers=args.num_workers, num_threads=threads, jobs=jobs, report=args.report, overwrite=args.overwrite,
-            progress=not args.no_progress, trust_pickle=args.trust_pickle,
+            progress=not args.no_progress, trust_pickle=args.trust_pickle, smiles_column=args.smiles_column,
+            target_columns=args.target_columns, task_type=args.task,
         )
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))

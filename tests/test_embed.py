@@ -104,4 +104,4 @@ def test_embed_script(tmp_path):
     assert pd.read_csv(failed_file)["smiles"].tolist() == ["not a smiles"]
     bad = _run("--input", str(csv), "--smiles-column", "SMILES", "--model", "gcn_supervised_contextpred", "--output", str(out))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert "SMILES" in bad.stderr and "name, smi" in bad.stderr
+    assert "'SMILES'" in bad.stderr and "'name', 'smi'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

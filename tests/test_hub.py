@@ -140,29 +140,36 @@ def test_download_with_wrong_registry_hash_is_refused(server, tmp_path, monkeypa
     assert not (tmp_path / "cache" / "hub" / "chem" / "gcn_contextpred.pth").exists()
 
 
-def test_load_path_reads_pretraining_metadata(tmp_path):
-    """model.pth + config.json (what scripts/pretrain.py writes): no flags, GraphSAGE not mistaken for GCN."""
-    torch.manual_seed(0)
+def test_load_path_reads_pretraining_metadata(tmp_path, data_dir):
+    """model.pth of a real pre-training run loads without flags (config.json beside it): GraphSAGE is not
+    mistaken for GCN (same parameters), and strategy, corpus and epochs are reported."""
+    import pandas as pd
+
+    from gnnpretrain.chem import smiles_to_graph
+    from gnnpretrain.data import GraphStore
+    from gnnpretrain.strategies import build_strategy
+    from gnnpretrain.train.pretrain import pretrain
+    from gnnpretrain.train.pretrain_data import make_pretrain_loader
+
+    smiles = pd.read_csv(data_dir / "moleculenet" / "bbbp.csv")["smiles"].iloc[:60]
+    store = GraphStore.from_data_list([g for g in map(smiles_to_graph, smiles) if g is not None])
     enc = {"num_layer": 2, "emb_dim": 16, "JK": "last", "drop_ratio": 0.0, "gnn_type": "graphsage", "input": "reference"}
-    src = GNN(**enc)
+    torch.manual_seed(0)
+    strategy = build_strategy("attrmasking", encoder_kwargs=enc)
     run = tmp_path / "run"
-    run.mkdir()
-    torch.save(src.state_dict(), run / "model.pth")
-    (run / "config.json").write_text(json.dumps({
-        "strategy": "attrmasking", "domain": "chem", "encoder": enc, "data": {"dataset": "zinc", "featurizer": "reference"},
-        "training": {"epochs": 3}, "output_model_file": str(run / "model.pth"),
-    }))
+    pretrain(strategy, make_pretrain_loader(store, batch_size=30, seed=0), epochs=1, lr=1e-3, device="cpu",
+             out_dir=run, progress=False, log=lambda s: None, config={"data": {"dataset": "bbbp[:60]"}})
     meta = hub.read_metadata(run / "model.pth")
-    assert meta["strategy"] == "attrmasking" and meta["epochs"] == 3 and meta["encoder"]["gnn_type"] == "graphsage"
+    assert meta["strategy"] == "attrmasking" and meta["epochs"] == 1 and meta["encoder"]["gnn_type"] == "graphsage"
+    assert meta["corpus"] == {"dataset": "bbbp[:60]"} and meta["featurizer"] == "reference"
     gnn = hub.load(run / "model.pth")
     assert gnn.gnn_type == "graphsage" and gnn.hub_info["strategy"] == "attrmasking"
-    for k, v in src.state_dict().items():
-        assert torch.equal(gnn.state_dict()[k], v)
-    # without the sidecar the architecture comes from the weights (+ file name hint)
-    (run / "config.json").unlink()
-    named = run / "graphsage_mine.pth"
-    (run / "model.pth").rename(named)
-    assert hub.load(named).gnn_type == "graphsage"
+    for k, v in strategy.encoder.state_dict().items():
+        assert torch.equal(gnn.state_dict()[k], v.cpu())
+    # a copy without the sidecar: the architecture comes from the weights (+ the file name's hint)
+    named = tmp_path / "graphsage_mine.pth"
+    named.write_bytes((run / "model.pth").read_bytes())
+    assert hub.read_metadata(named) == {} and hub.load(named).gnn_type == "graphsage"
 
 
 def test_load_refuses_files_that_need_unpickling(tmp_path):

@@ -13,6 +13,14 @@ The library API, used by ``scripts/finetune.py`` and by tools that run many fine
   ``summary.json`` (mean ± std over seeds of the test ROC-AUC at the last epoch *and* at the epoch
   of best validation ROC-AUC) and returns it.
 
+Task types (:mod:`gnnpretrain.train.objectives`): classification tasks are scored by ROC-AUC (higher is
+better), regression tasks (a CSV with real-valued targets, MoleculeACE) by RMSE (lower is better) on
+targets standardised with the training split's mean/std and mapped back for scoring; MAE and R² are
+recorded too. Every record carries ``metric``, ``task_type``, ``higher_is_better`` and generic
+``valid_score``/``test_score`` (curve, ``last``, ``best_valid``); classification records also keep the
+historical ``valid_auc``/``test_auc`` keys, so older seed files and the comparison tables still read.
+"Best valid" means the best score in the task's direction.
+
 Resume policy (decided here, documented in ``chem/README.md``): a finished seed file whose recorded
 config matches the current one on every option that changes results (see :data:`RESULT_KEYS`) is
 reused without retraining. If it differs, the default is a clear error naming the differing options
@@ -41,7 +49,8 @@ import numpy as np
 import torch
 
 from gnnpretrain.errors import UserError
-from gnnpretrain.metrics import NoValidTaskError, masked_bce_with_logits, roc_auc_multitask
+from gnnpretrain.metrics import NoValidTaskError, roc_auc_multitask
+from gnnpretrain.train.objectives import Objective, TargetScaler, get_objective
 from gnnpretrain.train.tasks import Task, get_task
 from gnnpretrain.utils import atomic_write_json, parse_seeds, resolve_device, runtime_info, seed_everything
 
@@ -102,9 +111,20 @@ class FinetuneConfig:
     progress: bool = True
     # read an --input-model-file holding Python objects besides tensors (runs code: trusted files only)
     trust_pickle: bool = False
+    # CSV datasets only (dataset = a .csv path): SMILES column (None: the one named "smiles", any case),
+    # target columns, and "classification" | "regression" (None: inferred, 0/1 values -> classification)
+    smiles_column: str | None = None
+    target_columns: list[str] | None = None
+    task_type: str | None = None
 
     def __post_init__(self) -> None:
         self.seeds = parse_seeds(self.seeds)
+        if isinstance(self.target_columns, str):
+            self.target_columns = [c.strip() for c in self.target_columns.split(",") if c.strip()]
+        if self.target_columns is not None:
+            self.target_columns = list(self.target_columns)
+        if self.task_type not in (None, "classification", "regression"):
+            raise ValueError(f"task_type must be 'classification', 'regression' or None (infer), got {self.task_type!r}")
         if self.report not in REPORT_MODES:
             raise ValueError(f"report must be one of {REPORT_MODES}, got {self.report!r}")
         for key in ("epochs", "batch_size", "num_layer", "emb_dim", "eval_batch_size"):
@@ -123,6 +143,11 @@ class FinetuneConfig:
         if self.input_model_file is not None:
             self.input_model_file = str(self.input_model_file)
             if not Path(self.input_model_file).is_file():
+                from gnnpretrain import hub
+
+                if self.input_model_file in hub.REGISTRY:  # a published model by name: its local file
+                    self.input_model_file = str(hub.resolve(self.input_model_file, cache=self.cache))
+            if not Path(self.input_model_file).is_file():
                 raise FileNotFoundError(
                     f"--input-model-file {self.input_model_file}: no such file. Give the path of an "
                     "encoder checkpoint (e.g. model.pth from scripts/pretrain.py or a reference .pth), "
@@ -138,6 +163,8 @@ class FinetuneConfig:
 RESULT_KEYS = (
     "dataset", "domain", "gnn_type", "num_layer", "emb_dim", "JK", "graph_pooling", "dropout",
     "epochs", "batch_size", "lr", "decay", "split", "split_seed", "featurizer", "input_model_sha256",
+    # CSV datasets (absent = None in older files, which matches benchmark datasets)
+    "smiles_column", "target_columns", "task_type", "dataset_sha256",
 )
 
 
@@ -184,9 +211,17 @@ def default_output(config: FinetuneConfig) -> Path:
     return _REPO / config.domain / "runs" / "finetune" / name
 
 
+def dataset_dirname(dataset: str) -> str:
+    """The folder name of a dataset's results: the name itself, a CSV's stem, ``moleculeace_NAME``."""
+    from gnnpretrain.chem.csvtask import dataset_label
+
+    return dataset_label(dataset)
+
+
 def output_dir(config: FinetuneConfig) -> Path:
-    """``<output>/<dataset>``; dataset options (``string_human:max_centres=3000``) become a safe name."""
-    return (Path(config.output) if config.output else default_output(config)) / safe_name(config.dataset)
+    """``<output>/<dataset label>``, filesystem-safe (``string_human:max_centres=3000`` has no ``:``/``=``)."""
+    return (Path(config.output) if config.output else default_output(config)) / safe_name(
+        dataset_dirname(config.dataset))
 
 
 def seed_path(config: FinetuneConfig, seed: int) -> Path:
@@ -206,6 +241,8 @@ def _sha256(path: str | None) -> str | None:
 def _recorded_config(config: FinetuneConfig) -> dict[str, Any]:
     d = config.to_dict()
     d["input_model_sha256"] = _sha256(config.input_model_file)
+    # a CSV dataset is compared by content, like the checkpoint (editing the file invalidates old seeds)
+    d["dataset_sha256"] = _sha256(config.dataset) if Path(config.dataset).suffix and Path(config.dataset).is_file() else None
     return d
 
 
@@ -271,7 +308,16 @@ def _eval_batches(task: Task, part: str, batch_size: int) -> list:
 
 
 def _check_split_has_classes(task: Task) -> None:
-    """Fail before training if valid or test cannot be scored (no task with both classes)."""
+    """Fail before training if valid or test cannot be scored (no task with both classes / no value)."""
+    if task.task_type == "regression":
+        for part in ("train", "valid", "test"):
+            y = torch.cat([g.y.reshape(1, -1) for g in task.graphs(part)], dim=0)
+            if bool(torch.isnan(y).all()):
+                raise NoValidTaskError(
+                    f"{task.domain}/{task.name} {part} split ({len(y)} graphs, split={task.split!r}) has no target "
+                    "value, so it cannot be trained on or scored. Use another split method."
+                )
+        return
     for part in ("valid", "test"):
         y = torch.cat([g.y.reshape(1, -1) for g in task.graphs(part)], dim=0)
         labelled = ~torch.isnan(y)
@@ -296,12 +342,33 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device) -> tuple[floa
     return roc_auc_multitask(torch.cat(ys), torch.cat(scores))
 
 
+@torch.no_grad()
+def predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(y, raw model outputs)`` over ``loader``, on the CPU (eval mode)."""
+    model.eval()
+    ys, outs = [], []
+    for batch in loader:
+        batch = batch.to(device)
+        out = model(batch)
+        ys.append(batch.y.reshape(out.shape).float().cpu())
+        outs.append(out.float().cpu())
+    return torch.cat(ys), torch.cat(outs)
+
+
+def score_predictions(objective: Objective, scaler: TargetScaler, y: torch.Tensor, out: torch.Tensor) -> dict:
+    """The objective's metrics for raw outputs ``out`` (regression outputs are un-standardised first)."""
+    pred = scaler.inverse(out) if objective.task_type == "regression" else out
+    return objective.score(y, pred)
+
+
 #: Training sets with at least this many batches get a progress bar within each epoch (HIV, bio).
 BATCH_PROGRESS_MIN = 200
 
 
-def _train_epoch(model, loader, optimizer, device, progress: str | None = None) -> float:
+def _train_epoch(model, loader, optimizer, device, objective: Objective | None = None,
+                 scaler: TargetScaler | None = None, progress: str | None = None) -> float:
     """One epoch; ``progress`` (a description) shows a per-batch bar on large training sets."""
+    objective = objective or get_objective("classification")
     model.train()
     total, n = 0.0, 0
     if progress is not None and len(loader) >= BATCH_PROGRESS_MIN:
@@ -311,7 +378,10 @@ def _train_epoch(model, loader, optimizer, device, progress: str | None = None) 
     for batch in loader:
         batch = batch.to(device)
         logits = model(batch)
-        loss = masked_bce_with_logits(logits, batch.y.reshape(logits.shape).float())
+        target = batch.y.reshape(logits.shape).float()
+        if scaler is not None and objective.task_type == "regression":
+            target = scaler.transform(target)
+        loss = objective.loss(logits, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -321,10 +391,36 @@ def _train_epoch(model, loader, optimizer, device, progress: str | None = None) 
 
 
 # ------------------------------------------------------------------------------------------ seeds
-def _best_epoch(curve: list[dict]) -> dict:
-    """The epoch with the highest valid ROC-AUC; the earliest on ties (as the reference's argmax)."""
-    best = max(range(len(curve)), key=lambda i: (curve[i]["valid_auc"], -i))
-    return curve[best]
+def _best_epoch(curve: list[dict], objective: Objective | None = None) -> dict:
+    """The epoch with the best valid score (highest ROC-AUC / lowest RMSE); the earliest on ties (as the
+    reference's argmax)."""
+    objective = objective or get_objective("classification")
+    key = "valid_score" if "valid_score" in curve[0] else "valid_auc"
+    return curve[objective.best_index([r[key] for r in curve])]
+
+
+def _epoch_scores(objective: Objective, scaler: TargetScaler, task: Task, model, valid_loader, test_loader,
+                  device) -> tuple[dict, list]:
+    """One curve row's metrics: ``valid_score``/``test_score`` (+ ``*_auc`` or ``*_rmse/mae/r2``) and test subsets."""
+    row: dict[str, Any] = {}
+    for part, loader in (("valid", valid_loader), ("test", test_loader)):
+        y, out = predict(model, loader, device)
+        m = score_predictions(objective, scaler, y, out)
+        row[f"{part}_score"] = m["score"]
+        if objective.task_type == "classification":
+            row[f"{part}_auc"] = m["roc_auc"]
+        else:
+            for k in ("rmse", "mae", "r2"):
+                row[f"{part}_{k}"] = m[k]
+        if part == "test":
+            per_task = m["per_task"]
+            for sub, mask in task.test_subsets.items():
+                if bool(mask.any()):
+                    try:
+                        row[f"test_score_{sub}"] = score_predictions(objective, scaler, y[mask], out[mask])["score"]
+                    except NoValidTaskError:
+                        row[f"test_score_{sub}"] = math.nan
+    return row, per_task
 
 
 def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | torch.device = "auto") -> dict:
@@ -342,6 +438,9 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
         # faster than letting intra-op threads compete (measured: 9x on a loaded 2-core machine)
         torch.set_num_threads(config.num_threads)
     _check_split_has_classes(task)
+    objective = get_objective(task.task_type)
+    scaler = (TargetScaler.fit(torch.cat([g.y.reshape(1, -1) for g in task.graphs("train")]))
+              if task.task_type == "regression" else TargetScaler.identity(task.num_tasks))
     t0 = time.time()
     seed_everything(seed)
     model = build_model(task, config).to(device)
@@ -354,28 +453,26 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
     bar = tqdm(range(1, config.epochs + 1), desc=f"{task.name} seed {seed}", leave=False,
                disable=not config.progress, dynamic_ncols=True)
     for epoch in bar:
-        loss = _train_epoch(model, train_loader, optimizer, device,
+        loss = _train_epoch(model, train_loader, optimizer, device, objective, scaler,
                             progress=f"  epoch {epoch}/{config.epochs}" if config.progress else None)
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"{task.name} seed {seed}: training loss became {loss} at epoch {epoch}; lower --lr"
             )
-        valid_auc, _ = evaluate(model, valid_loader, device)
-        test_auc, test_per_task = evaluate(model, test_loader, device)
-        curve.append({
-            "epoch": epoch, "train_loss": loss, "valid_auc": valid_auc, "test_auc": test_auc,
-            "time_s": round(time.time() - t0, 3), "test_per_task": test_per_task,
-        })
-        bar.set_postfix(loss=f"{loss:.4f}", valid=f"{valid_auc:.4f}", test=f"{test_auc:.4f}")
+        scores, test_per_task = _epoch_scores(objective, scaler, task, model, valid_loader, test_loader, device)
+        curve.append({"epoch": epoch, "train_loss": loss, **scores, "time_s": round(time.time() - t0, 3),
+                      "test_per_task": test_per_task})
+        bar.set_postfix(loss=f"{loss:.4f}", valid=f"{scores['valid_score']:.4f}", test=f"{scores['test_score']:.4f}")
     bar.close()
 
-    best = _best_epoch(curve)
+    best = _best_epoch(curve, objective)
     last = curve[-1]
 
     def pick(r: dict) -> dict:
         # per-task ROC-AUC is nan for single-class tasks; null keeps the file strict JSON
         per_task = [None if math.isnan(v) else v for v in r["test_per_task"]]
-        return {"epoch": r["epoch"], "valid_auc": r["valid_auc"], "test_auc": r["test_auc"], "test_per_task": per_task}
+        kept = {k: v for k, v in r.items() if k not in ("train_loss", "time_s", "test_per_task")}
+        return {**kept, "test_per_task": per_task}
 
     return {
         "format": RESULT_FORMAT,
@@ -383,7 +480,11 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
         "domain": task.domain,
         "dataset": task.name,
         "seed": int(seed),
-        "metric": task.metric,
+        "metric": objective.metric,
+        "task_type": task.task_type,
+        "higher_is_better": objective.higher_is_better,
+        **({"target_scaling": scaler.to_dict()} if task.task_type == "regression" else {}),
+        **({"test_subsets": {k: int(v.sum()) for k, v in task.test_subsets.items()}} if task.test_subsets else {}),
         "config": _recorded_config(config),
         "split": {"method": task.split, "split_seed": config.split_seed, **task.sizes},
         "num_tasks": task.num_tasks,
@@ -463,6 +564,7 @@ def load_task(config: FinetuneConfig) -> Task:
     return get_task(
         config.domain, config.dataset, data_root=config.data_root, cache=config.cache,
         split=config.split, featurizer=config.featurizer, split_seed=config.split_seed,
+        smiles_column=config.smiles_column, target_columns=config.target_columns, task_type=config.task_type,
     )
 
 
@@ -483,28 +585,42 @@ def summarize(config: FinetuneConfig, records: list[dict] | None = None) -> dict
     if not records:
         raise ValueError("summarize: no seed records given")
     records = sorted(records, key=lambda r: r["seed"])
+    metric = records[0].get("metric", "roc_auc")
+
+    def score(rec: dict, mode: str, part: str = "test") -> float:
+        r = rec[mode]
+        return r[f"{part}_score"] if f"{part}_score" in r else r[f"{part}_auc"]  # older files: *_auc only
+
+    scores = {
+        part: {"best-valid": _stats([score(r, "best_valid", part) for r in records]),
+               "last": _stats([score(r, "last", part) for r in records])}
+        for part in ("test", "valid")
+    }
+    subsets = sorted({k[len("test_score_"):] for r in records for k in r["last"] if k.startswith("test_score_")})
     summary = {
         "format": RESULT_FORMAT,
         "domain": config.domain,
         "dataset": config.dataset,
-        "metric": records[0].get("metric", "roc_auc"),
+        "metric": metric,
+        "task_type": records[0].get("task_type", "classification"),
+        "higher_is_better": records[0].get("higher_is_better", True),
         "report": config.report,
         "seeds": [r["seed"] for r in records],
         "config": _recorded_config(config),
         "split": records[0].get("split"),
         "std": "population (ddof=0)",
-        "test_auc": {
-            "best-valid": _stats([r["best_valid"]["test_auc"] for r in records]),
-            "last": _stats([r["last"]["test_auc"] for r in records]),
-        },
-        "valid_auc": {
-            "best-valid": _stats([r["best_valid"]["valid_auc"] for r in records]),
-            "last": _stats([r["last"]["valid_auc"] for r in records]),
-        },
+        "test_score": scores["test"],
+        "valid_score": scores["valid"],
+        **({"test_auc": scores["test"], "valid_auc": scores["valid"]} if metric == "roc_auc" else {}),
+        **({"test_subsets": {
+            s: {"best-valid": _stats([r["best_valid"].get(f"test_score_{s}", math.nan) for r in records]),
+                "last": _stats([r["last"].get(f"test_score_{s}", math.nan) for r in records])}
+            for s in subsets}} if subsets else {}),
         "per_seed": [
-            {"seed": r["seed"], "test_auc_best_valid": r["best_valid"]["test_auc"],
-             "best_valid_epoch": r["best_valid"]["epoch"], "test_auc_last": r["last"]["test_auc"],
-             "wall_time_s": r["wall_time_s"]}
+            {"seed": r["seed"], "test_score_best_valid": score(r, "best_valid"), "best_valid_epoch": r["best_valid"]["epoch"],
+             "test_score_last": score(r, "last"), "wall_time_s": r["wall_time_s"],
+             **({"test_auc_best_valid": score(r, "best_valid"), "test_auc_last": score(r, "last")}
+                if metric == "roc_auc" else {})}
             for r in records
         ],
         "wall_time_s_total": round(sum(r["wall_time_s"] for r in records), 3),
@@ -513,23 +629,23 @@ def summarize(config: FinetuneConfig, records: list[dict] | None = None) -> dict
     return summary
 
 
-def _split_name(summary: dict) -> str:
-    """The split the task actually used (bio records ``protein``/``species``), else the option given."""
-    split = summary.get("split")
-    if isinstance(split, dict) and split.get("method"):
-        return str(split["method"])
-    return str(summary["config"]["split"])
-
-
 def summary_line(summary: dict) -> str:
     """One human-readable line: the chosen report mode first, the other in brackets."""
     mode = summary["report"]
     other = "last" if mode == "best-valid" else "best-valid"
-    a, b = summary["test_auc"][mode], summary["test_auc"][other]
+    table = summary.get("test_score") or summary["test_auc"]
+    a, b = table[mode], table[other]
+    if summary.get("metric", "roc_auc") == "roc_auc":
+        label, fmt = "ROC-AUC", (lambda v: f"{100 * v:.2f}")
+    else:
+        label, fmt = summary["metric"].upper(), (lambda v: f"{v:.4f}")
+    subsets = "".join(
+        f", {name} {fmt(t[mode]['mean'])} ± {fmt(t[mode]['std'])}" for name, t in summary.get("test_subsets", {}).items()
+    )
     return (
-        f"{summary['domain']}/{summary['dataset']}: test ROC-AUC ({mode}) {100 * a['mean']:.2f} ± "
-        f"{100 * a['std']:.2f} over {a['n']} seeds [{other}: {100 * b['mean']:.2f} ± {100 * b['std']:.2f}]"
-        f" | epochs {summary['config']['epochs']}, split {_split_name(summary)}, "
+        f"{summary['domain']}/{summary['dataset']}: test {label} ({mode}) {fmt(a['mean'])} ± "
+        f"{fmt(a['std'])} over {a['n']} seeds [{other}: {fmt(b['mean'])} ± {fmt(b['std'])}]{subsets}"
+        f" | epochs {summary['config']['epochs']}, split {(summary.get('split') or {}).get('method', summary['config']['split'])}, "
         f"{summary['wall_time_s_total']:.0f} s"
     )
 
@@ -569,8 +685,9 @@ def _run_finetune_locked(config: FinetuneConfig) -> dict:
     def finished(rec: dict) -> None:
         records[rec["seed"]] = rec
         bar.update(1)
-        bar.set_postfix(seed=rec["seed"], test_bv=f"{rec['best_valid']['test_auc']:.4f}",
-                        test_last=f"{rec['last']['test_auc']:.4f}")
+        key = "test_score" if "test_score" in rec["best_valid"] else "test_auc"
+        bar.set_postfix(seed=rec["seed"], test_bv=f"{rec['best_valid'][key]:.4f}",
+                        test_last=f"{rec['last'][key]:.4f}")
 
     def note() -> str:
         n_done = sum(1 for s in config.seeds if s in records)

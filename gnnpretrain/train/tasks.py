@@ -7,7 +7,8 @@ metric name. A domain is a loader function registered with :func:`register_task_
 
 * ``"chem"`` (built in): the MoleculeNet classification sets via
   :class:`gnnpretrain.chem.moleculenet.MoleculeNet` and :func:`gnnpretrain.splits.split_dataset`
-  (scaffold split by default, the paper's protocol).
+  (scaffold split by default, the paper's protocol); also a user's CSV (a path ending in ``.csv``) and
+  the MoleculeACE regression targets (``moleculeace:NAME``), see :mod:`gnnpretrain.chem.csvtask`.
 * other domains (``"bio"``): registered by their own package. If a domain is not registered yet,
   :func:`get_task` imports ``gnnpretrain.<domain>`` and then ``gnnpretrain.<domain>.tasks`` so that
   their import-time ``register_task_loader(...)`` call runs; nothing here has to change to add one.
@@ -29,6 +30,7 @@ __all__ = [
     "register_task_loader",
     "task_names",
     "registered_domains",
+    "accepts_dataset",
 ]
 
 
@@ -44,7 +46,11 @@ class Task:
         num_tasks: number of binary labels per graph (the width of the prediction head).
         model_kwargs: extra ``GNNGraphPred`` keyword arguments the domain needs, e.g.
             ``{"input": "reference", "center_pool": False}`` for chem.
-        metric: name of the evaluation metric (``"roc_auc"``: mean ROC-AUC over tasks).
+        metric: name of the evaluation metric (``"roc_auc"``: mean ROC-AUC over tasks; ``"rmse"``).
+        task_type: ``"classification"`` (labels 0/1/nan, BCE) or ``"regression"`` (real values/nan,
+            standardised MSE); see :mod:`gnnpretrain.train.objectives`.
+        test_subsets: named boolean masks over ``test_idx`` scored separately as well (MoleculeACE's
+            ``{"cliff": ...}``: the activity-cliff molecules of the test set).
         split: how the indices were made (``"scaffold"``, ``"random"``, ...), recorded in results.
         info: free-form provenance (dataset size, skipped molecules, ...), copied into result files.
     """
@@ -60,8 +66,18 @@ class Task:
     metric: str = "roc_auc"
     split: str = "scaffold"
     info: dict[str, Any] = field(default_factory=dict)
+    task_type: str = "classification"
+    test_subsets: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.task_type not in ("classification", "regression"):
+            raise ValueError(f"task {self.domain}/{self.name}: task_type must be 'classification' or 'regression', got {self.task_type!r}")
+        for key, mask in list(self.test_subsets.items()):
+            mask = torch.as_tensor(mask, dtype=torch.bool).reshape(-1)
+            if mask.numel() != len(torch.as_tensor(self.test_idx).reshape(-1)):
+                raise ValueError(f"task {self.domain}/{self.name}: test subset {key!r} has {mask.numel()} entries, "
+                                 f"the test split {len(self.test_idx)}")
+            self.test_subsets[key] = mask
         for part in ("train", "valid", "test"):
             idx = torch.as_tensor(getattr(self, f"{part}_idx"), dtype=torch.long).reshape(-1)
             setattr(self, f"{part}_idx", idx)
@@ -113,12 +129,14 @@ class TaskLoader(Protocol):
 
 _LOADERS: dict[str, TaskLoader] = {}
 _NAMES: dict[str, tuple[str, ...] | Callable[[], Sequence[str]]] = {}
+_ACCEPTS: dict[str, Callable[[str], bool]] = {}
 
 
 def register_task_loader(
     domain: str,
     fn: TaskLoader,
     names: Sequence[str] | Callable[[], Sequence[str]] | None = None,
+    accepts: Callable[[str], bool] | None = None,
 ) -> None:
     """Register (or replace) the loader of a domain.
 
@@ -128,12 +146,19 @@ def register_task_loader(
             and must return a :class:`Task` (raise ``ValueError`` for an unknown name or split).
         names: the dataset names it accepts (or a zero-argument callable returning them), used for
             command-line choices and error messages.
+        accepts: a predicate for further dataset names that are not in a fixed list (file paths,
+            ``prefix:NAME`` families); such names pass :func:`get_task`'s name check.
+        The loader may take extra keyword options (``get_task(..., **options)``), e.g. the CSV columns.
     """
     if not callable(fn):
         raise TypeError(f"register_task_loader({domain!r}, fn): fn must be callable, got {type(fn).__name__}")
     _LOADERS[domain] = fn
     if names is not None:
         _NAMES[domain] = names if callable(names) else tuple(names)
+    if accepts is not None:
+        _ACCEPTS[domain] = accepts
+    else:
+        _ACCEPTS.pop(domain, None)
 
 
 def _ensure_domain(domain: str) -> TaskLoader:
@@ -169,6 +194,14 @@ def task_names(domain: str = "chem") -> tuple[str, ...]:
     return tuple(names() if callable(names) else names)
 
 
+def accepts_dataset(domain: str, name: str) -> bool:
+    """Whether ``get_task(domain, name)`` accepts ``name`` (a listed name or one the domain's predicate takes)."""
+    _ensure_domain(domain)
+    names = task_names(domain)
+    accepts = _ACCEPTS.get(domain)
+    return (not names and accepts is None) or name in names or bool(accepts and accepts(name))
+
+
 def get_task(
     domain: str,
     name: str,
@@ -177,6 +210,7 @@ def get_task(
     split: str = "scaffold",
     featurizer: str = "reference",
     split_seed: int = 0,
+    **options: Any,
 ) -> Task:
     """Load a downstream task: its dataset, split indices, head width and model options.
 
@@ -184,10 +218,12 @@ def get_task(
     scaffold split is deterministic, as in the paper, so fine-tuning seeds never change the split.
     """
     loader = _ensure_domain(domain)
-    names = task_names(domain)
-    if names and name not in names:
-        raise ValueError(f"unknown {domain} dataset {name!r}: expected one of {', '.join(names)}")
-    task = loader(name, data_root=data_root, cache=cache, split=split, featurizer=featurizer, split_seed=split_seed)
+    if not accepts_dataset(domain, name):
+        extra = " (or a CSV file path, or moleculeace:NAME)" if domain == "chem" else ""
+        raise ValueError(f"unknown {domain} dataset {name!r}: expected one of {', '.join(task_names(domain))}{extra}")
+    options = {k: v for k, v in options.items() if v is not None}
+    task = loader(name, data_root=data_root, cache=cache, split=split, featurizer=featurizer, split_seed=split_seed,
+                  **options)
     if not isinstance(task, Task):
         raise TypeError(f"the {domain!r} task loader returned {type(task).__name__}, expected a Task")
     return task
@@ -214,7 +250,15 @@ def _load_chem_task(
     split: str,
     featurizer: str,
     split_seed: int,
+    **options: Any,
 ) -> Task:
+    from gnnpretrain.chem import csvtask
+
+    if csvtask.is_custom_dataset(name):
+        return csvtask.load_task(name, data_root=data_root, cache=cache, split=split, featurizer=featurizer,
+                                 split_seed=split_seed, **options)
+    if options:
+        raise ValueError(f"options {sorted(options)} only apply to a CSV dataset (a .csv path), not to {name!r}")
     from gnnpretrain.chem.moleculenet import MoleculeNet
     from gnnpretrain.splits import split_dataset
 
@@ -236,4 +280,10 @@ def _load_chem_task(
     )
 
 
-register_task_loader("chem", _load_chem_task, names=_chem_names)
+def _chem_accepts(name: str) -> bool:
+    from gnnpretrain.chem.csvtask import is_custom_dataset
+
+    return is_custom_dataset(name)
+
+
+register_task_loader("chem", _load_chem_task, names=_chem_names, accepts=_chem_accepts)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from gnnpretrain.paths import data_root
+from gnnpretrain.paths import checkpoints_root, data_root
 from gnnpretrain.utils import parse_seeds
 
 _REPO = Path(__file__).resolve().parents[3]
@@ -145,8 +145,14 @@ class CompareConfig:
 
     @property
     def ref_dir(self) -> Path:
+        """``--reference-dir``; else the library's checkpoint folder (:func:`gnnpretrain.paths.checkpoints_root`,
+        ``$GNNPRETRAIN_CHECKPOINTS`` or ``shared/reference-checkpoints`` beside the checkout) when it
+        holds this domain; else ``reference-checkpoints/<domain>`` beside the data root."""
         if self.reference_dir:
             return Path(self.reference_dir)
+        shared = checkpoints_root() / self.domain
+        if shared.is_dir():
+            return shared
         return data_root(self.data_root).parent / "reference-checkpoints" / self.domain
 
 

@@ -140,7 +140,8 @@ def gain_figure(cells: Sequence[dict], rows: Sequence[str], datasets: Sequence[s
     ax.set_xticklabels([d.upper() for d in datasets])
     ax.set_ylabel("gain over no pre-training\n(ROC-AUC points)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, ncol=2, frameon=False)
+    if pre:
+        ax.legend(fontsize=7, ncol=2, frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")

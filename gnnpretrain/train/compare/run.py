@@ -27,7 +27,7 @@ from gnnpretrain.train.compare.plan import (
     pretrain_dir,
 )
 from gnnpretrain.train.compare.report import write_report
-from gnnpretrain.utils import atomic_write_json
+from gnnpretrain.utils import atomic_write_json, resolve_device, runtime_info
 
 def ensure_pretrained(
     config: CompareConfig, chain: Sequence[str], gnn_type: str, log: Callable[[str], None] = print
@@ -213,6 +213,7 @@ def run_comparison(config: CompareConfig, log: Callable[[str], None] = print) ->
             pool.shutdown(wait=True)
     report = write_report(config, rows, checkpoints, ledger.read())
     report["ledger"] = str(ledger.path)
+    report["runtime"] = runtime_info(resolve_device(config.device))
     report["wall_time_s"] = round(time.time() - t0, 1)
     report["ran"] = len(todo)
     report["copied_from_seed_files"] = len(plan.backfill)
