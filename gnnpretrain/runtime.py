@@ -200,13 +200,9 @@ def apply_threads(requested: int | None = None, processes: int = 1, log: Callabl
     plan = plan_threads(usable_cores(), busy, processes, requested, max_threads)
     torch.set_num_threads(plan.threads)
     if _applied != plan:
-        (log or _stderr)(plan.describe())
+        (log or print)(plan.describe())
     _applied = plan
     return plan
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def prefer_passive_openmp() -> None:
