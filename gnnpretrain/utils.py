@@ -54,6 +54,15 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     _atomic_replace(Path(path), lambda fh: torch.save(obj, fh))
 
 
+def atomic_save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """Write tensors in the safetensors format (no pickle at all; readable by other ecosystems),
+    atomically; ``metadata`` values must be strings (JSON for structured values)."""
+    from safetensors.torch import save
+
+    data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    _atomic_replace(Path(path), lambda fh: fh.write(data))
+
+
 def _json_default(o: Any):
     if isinstance(o, (np.integer,)):
         return int(o)

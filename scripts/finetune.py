@@ -123,7 +123,9 @@ def _cpu_plan(args: argparse.Namespace, seeds: list[int]) -> tuple[int | None, i
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     if on_gpu:  # one process drives the GPU; CPU threads matter little
         return args.threads, args.jobs or 1
-    if args.jobs is not None:
+    if getattr(args, "fused", False):  # fused seeds are one computation in this process: give it the cores
+        jobs = 1
+    elif args.jobs is not None:
         jobs = args.jobs
     else:
         busy = 0.0 if args.threads is not None else current_busy()

@@ -133,6 +133,11 @@ def test_pretrain_checkpoint_resumes_with_weights_only(tmp_path):
     assert ckpt["config"]["runtime"]["torch_threads"] >= 1
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["runtime"]["torch"] == torch.__version__
+    # the encoder is also written as safetensors, with the run config as metadata; same weights
+    a, b = GNN(2, 8).eval(), GNN(2, 8).eval()
+    spec = load_encoder_state(a, tmp_path / "run" / "model.safetensors")
+    load_encoder_state(b, tmp_path / "run" / "model.pth")
+    assert spec["gnn_type"] == "gin" and all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
     # an existing run without --resume is refused before loading data
     with pytest.raises(OutputExistsError, match="--resume"):
         cli.main(base)

@@ -116,6 +116,9 @@ class FinetuneConfig:
     smiles_column: str | None = None
     target_columns: list[str] | None = None
     task_type: str | None = None
+    amp: bool = False  # bf16 autocast (changes results: a RESULT_KEY)
+    fused: bool = False  # train the seeds as one stacked computation (gnnpretrain.train.sweep); bookkeeping
+    fuse_max: int | None = None  # cap on models per fused group (None: automatic)
 
     def __post_init__(self) -> None:
         self.seeds = parse_seeds(self.seeds)
@@ -138,6 +141,8 @@ class FinetuneConfig:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.fuse_max is not None and int(self.fuse_max) < 1:
+            raise ValueError(f"fuse_max must be >= 1 (or None for automatic), got {self.fuse_max}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.input_model_file is not None:
@@ -165,7 +170,12 @@ RESULT_KEYS = (
     "epochs", "batch_size", "lr", "decay", "split", "split_seed", "featurizer", "input_model_sha256",
     # CSV datasets (absent = None in older files, which matches benchmark datasets)
     "smiles_column", "target_columns", "task_type", "dataset_sha256",
+    # bf16 autocast; absent in older files = False (see RESULT_KEY_DEFAULTS)
+    "amp",
 )
+#: Value of a result key in files written before the key existed (so old files stay valid);
+#: keys not listed here default to ``None``.
+RESULT_KEY_DEFAULTS: dict[str, Any] = {"amp": False}
 
 
 class ConfigMismatchError(UserError, RuntimeError):
@@ -342,14 +352,29 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device) -> tuple[floa
     return roc_auc_multitask(torch.cat(ys), torch.cat(scores))
 
 
+def autocast(device: torch.device, amp: bool):
+    """bf16 autocast on ``device`` when ``amp`` (matmuls in bf16; callers keep loss/metrics in fp32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(amp))
+
+
+def amp_note(device: torch.device) -> str | None:
+    """Why bf16 would be slow on ``device`` (``None`` when the hardware has native bf16 matmuls)."""
+    if device.type == "cuda":
+        return None if torch.cuda.is_bf16_supported() else "this GPU has no native bf16"
+    cpu = getattr(torch, "cpu", None)
+    has = getattr(cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(cpu, "_is_amx_tile_supported", lambda: False)()
+    return None if has else "this CPU has no AVX512-BF16/AMX: bf16 is emulated and usually slower than fp32"
+
+
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: torch.nn.Module, loader, device: torch.device, amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """``(y, raw model outputs)`` over ``loader``, on the CPU (eval mode)."""
     model.eval()
     ys, outs = [], []
     for batch in loader:
         batch = batch.to(device)
-        out = model(batch)
+        with autocast(device, amp):
+            out = model(batch)
         ys.append(batch.y.reshape(out.shape).float().cpu())
         outs.append(out.float().cpu())
     return torch.cat(ys), torch.cat(outs)
@@ -366,7 +391,7 @@ BATCH_PROGRESS_MIN = 200
 
 
 def _train_epoch(model, loader, optimizer, device, objective: Objective | None = None,
-                 scaler: TargetScaler | None = None, progress: str | None = None) -> float:
+                 scaler: TargetScaler | None = None, amp: bool = False, progress: str | None = None) -> float:
     """One epoch; ``progress`` (a description) shows a per-batch bar on large training sets."""
     objective = objective or get_objective("classification")
     model.train()
@@ -377,7 +402,9 @@ def _train_epoch(model, loader, optimizer, device, objective: Objective | None =
         loader = tqdm(loader, desc=progress, unit="batch", leave=False, dynamic_ncols=True, mininterval=1.0)
     for batch in loader:
         batch = batch.to(device)
-        logits = model(batch)
+        with autocast(device, amp):
+            logits = model(batch)
+        logits = logits.float()
         target = batch.y.reshape(logits.shape).float()
         if scaler is not None and objective.task_type == "regression":
             target = scaler.transform(target)
@@ -400,11 +427,18 @@ def _best_epoch(curve: list[dict], objective: Objective | None = None) -> dict:
 
 
 def _epoch_scores(objective: Objective, scaler: TargetScaler, task: Task, model, valid_loader, test_loader,
-                  device) -> tuple[dict, list]:
+                  device, amp: bool = False) -> tuple[dict, list]:
     """One curve row's metrics: ``valid_score``/``test_score`` (+ ``*_auc`` or ``*_rmse/mae/r2``) and test subsets."""
+    preds = {part: predict(model, loader, device, amp) for part, loader in (("valid", valid_loader), ("test", test_loader))}
+    return scores_from_predictions(objective, scaler, task, preds)
+
+
+def scores_from_predictions(objective: Objective, scaler: TargetScaler, task: Task,
+                            preds: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> tuple[dict, list]:
+    """:func:`_epoch_scores` from ``{"valid": (y, out), "test": (y, out)}`` (fused sweeps score here too)."""
     row: dict[str, Any] = {}
-    for part, loader in (("valid", valid_loader), ("test", test_loader)):
-        y, out = predict(model, loader, device)
+    for part in ("valid", "test"):
+        y, out = preds[part]
         m = score_predictions(objective, scaler, y, out)
         row[f"{part}_score"] = m["score"]
         if objective.task_type == "classification":
@@ -438,6 +472,8 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
         # faster than letting intra-op threads compete (measured: 9x on a loaded 2-core machine)
         torch.set_num_threads(config.num_threads)
     _check_split_has_classes(task)
+    if config.amp and amp_note(device):
+        warnings.warn(f"--amp: {amp_note(device)}", stacklevel=2)
     objective = get_objective(task.task_type)
     scaler = (TargetScaler.fit(torch.cat([g.y.reshape(1, -1) for g in task.graphs("train")]))
               if task.task_type == "regression" else TargetScaler.identity(task.num_tasks))
@@ -453,18 +489,26 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
     bar = tqdm(range(1, config.epochs + 1), desc=f"{task.name} seed {seed}", leave=False,
                disable=not config.progress, dynamic_ncols=True)
     for epoch in bar:
-        loss = _train_epoch(model, train_loader, optimizer, device, objective, scaler,
+        loss = _train_epoch(model, train_loader, optimizer, device, objective, scaler, config.amp,
                             progress=f"  epoch {epoch}/{config.epochs}" if config.progress else None)
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"{task.name} seed {seed}: training loss became {loss} at epoch {epoch}; lower --lr"
             )
-        scores, test_per_task = _epoch_scores(objective, scaler, task, model, valid_loader, test_loader, device)
+        scores, test_per_task = _epoch_scores(objective, scaler, task, model, valid_loader, test_loader, device,
+                                              config.amp)
         curve.append({"epoch": epoch, "train_loss": loss, **scores, "time_s": round(time.time() - t0, 3),
                       "test_per_task": test_per_task})
         bar.set_postfix(loss=f"{loss:.4f}", valid=f"{scores['valid_score']:.4f}", test=f"{scores['test_score']:.4f}")
     bar.close()
+    num_params = sum(p.numel() for p in model.parameters())
+    return make_record(task, seed, config, curve, num_params, round(time.time() - t0, 3), device, objective, scaler)
 
+
+def make_record(task: Task, seed: int, config: FinetuneConfig, curve: list[dict], num_params: int,
+                wall_time_s: float, device: torch.device, objective: Objective, scaler: TargetScaler) -> dict:
+    """The seed record written to ``seed<k>.json`` from a finished training curve (shared by separate
+    runs and fused sweeps, so their files are interchangeable); ``curve`` rows as :func:`finetune_seed`'s."""
     best = _best_epoch(curve, objective)
     last = curve[-1]
 
@@ -488,12 +532,12 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
         "config": _recorded_config(config),
         "split": {"method": task.split, "split_seed": config.split_seed, **task.sizes},
         "num_tasks": task.num_tasks,
-        "num_params": sum(p.numel() for p in model.parameters()),
+        "num_params": num_params,
         "task_info": task.info,
         "curve": [{k: v for k, v in r.items() if k != "test_per_task"} for r in curve],
         "last": pick(last),
         "best_valid": pick(best),
-        "wall_time_s": round(time.time() - t0, 3),
+        "wall_time_s": wall_time_s,
         "device": str(device),
         "torch_version": torch.__version__,
         "runtime": runtime_info(device),
@@ -502,9 +546,9 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
 
 def _mismatch(recorded: dict, current: dict) -> list[str]:
     return [
-        f"{k}: file has {recorded.get(k)!r}, now {current.get(k)!r}"
+        f"{k}: file has {recorded.get(k, RESULT_KEY_DEFAULTS.get(k))!r}, now {current.get(k)!r}"
         for k in RESULT_KEYS
-        if recorded.get(k) != current.get(k)
+        if recorded.get(k, RESULT_KEY_DEFAULTS.get(k)) != current.get(k)
     ]
 
 
@@ -675,6 +719,10 @@ def _run_finetune_locked(config: FinetuneConfig) -> dict:
 
     current = _recorded_config(config)
     done = {s: load_finished(config, s, current) for s in config.seeds}
+    if config.fused and any(r is None for r in done.values()):
+        from gnnpretrain.train.sweep import run_members
+
+        return summarize(config, run_members([(config, s) for s in config.seeds], fuse_max=config.fuse_max))
     todo = [s for s in config.seeds if done[s] is None]
     task = load_task(config) if todo else None
     records = {s: {**r, "skipped": True} for s, r in done.items() if r is not None}

@@ -14,6 +14,7 @@ Run directory layout (``out_dir``):
     config.json      run configuration (strategy, encoder architecture, options, data, training)
     metrics.jsonl    one JSON object per finished epoch (means over the epoch's steps)
     model.pth        encoder state dict (reference key names), what fine-tuning loads
+    model.safetensors  the same tensors in safetensors (no pickle), run config in its metadata
     checkpoint.pth   full state for ``resume``: strategy, optimiser, epoch, RNG states — tensors and
                      plain types only, read back with ``weights_only=True`` (gnnpretrain.safeload)
 """
@@ -37,7 +38,7 @@ import torch.distributed as dist
 
 from gnnpretrain.errors import OutputExistsError, UserError
 from gnnpretrain.safeload import load_torch
-from gnnpretrain.utils import atomic_torch_save, atomic_write_json, atomic_write_text, resolve_device, runtime_info
+from gnnpretrain.utils import atomic_save_safetensors, atomic_torch_save, atomic_write_json, atomic_write_text, resolve_device, runtime_info
 
 __all__ = ["pretrain", "ConfigMismatchError", "CHECKPOINT_NAME", "MODEL_NAME", "CONFIG_NAME", "METRICS_NAME", "epoch_seed"]
 
@@ -386,7 +387,14 @@ def _epochs(strategy, model, loader, optimizer, device, amp_used, seed, rank, wo
             shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
             log(f"epoch {epoch}: {shown}")
             encoder_state = {k: v.detach().cpu() for k, v in strategy.encoder.state_dict().items()}
-            atomic_torch_save(encoder_state, model_path)
+            if model_path.suffix != ".safetensors":
+                atomic_torch_save(encoder_state, model_path)
+            # the same weights as safetensors (no pickle) with the run's config as metadata, so
+            # hub.load / load_encoder_state know the architecture without config.json
+            atomic_save_safetensors(
+                encoder_state, model_path.with_suffix(".safetensors"),
+                metadata={"format": "gnnpretrain-encoder", "epoch": str(epoch), "config": json.dumps(plain_config)},
+            )
             atomic_torch_save(
                 {
                     "strategy": {k: v.detach().cpu() for k, v in strategy.state_dict().items()},

@@ -108,6 +108,18 @@ def test_append_skips_present_cells_and_refuses_another_configuration(tiny, tmp_
         led.read()
 
 
+def test_config_hash_is_stable_across_library_versions():
+    """Lines committed today must match tomorrow's runs: the hash of a fixed configuration is frozen,
+    and options the library adds later (unset for this cell) leave it unchanged."""
+    from gnnpretrain.train.compare.ledger import config_hash
+    from gnnpretrain.train.finetune import FinetuneConfig
+
+    cfg = {**FinetuneConfig(dataset="bace", gnn_type="gcn").to_dict(), "input_model_sha256": None}
+    assert config_hash(cfg) == "a99242885caf6d40"
+    assert config_hash({**cfg, "some_future_option": None}) == config_hash(cfg)
+    assert config_hash({**cfg, "epochs": 99}) != config_hash(cfg)
+
+
 def test_tables_rebuilt_from_the_ledger_alone(tiny, tmp_path):
     cfg, report = tiny
     ledger = tmp_path / "copy.csv"

@@ -61,11 +61,24 @@ class LedgerMismatchError(UserError, ValueError):
     """A line would mix configurations in one ledger (see the module docstring)."""
 
 
+#: The options hashed in every line (``finetune.RESULT_KEYS`` when the ledger was introduced). Options
+#: added to ``RESULT_KEYS`` later enter the hash only when set, so adding an option to the library
+#: never changes the hash of lines computed without it.
+HASH_KEYS = (
+    "dataset", "domain", "gnn_type", "num_layer", "emb_dim", "JK", "graph_pooling", "dropout",
+    "epochs", "batch_size", "lr", "decay", "split", "split_seed", "featurizer", "input_model_sha256",
+)
+
+
 def config_hash(recorded_config: dict[str, Any]) -> str:
     """Short hash of every option that changes a seed's result (``finetune.RESULT_KEYS``)."""
-    from gnnpretrain.train.finetune import RESULT_KEYS
+    from gnnpretrain.train.finetune import RESULT_KEY_DEFAULTS, RESULT_KEYS
 
-    spec = {k: recorded_config.get(k) for k in RESULT_KEYS}
+    spec = {k: recorded_config.get(k) for k in HASH_KEYS}
+    # later keys enter only when set to something other than their old-file default (None, or
+    # finetune.RESULT_KEY_DEFAULTS: amp=False), so fp32 lines keep the hash they always had
+    spec.update({k: recorded_config[k] for k in RESULT_KEYS
+                 if k not in HASH_KEYS and recorded_config.get(k) not in (None, RESULT_KEY_DEFAULTS.get(k))})
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

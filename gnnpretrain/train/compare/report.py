@@ -59,7 +59,7 @@ def summarize_results(
     return cells
 
 
-def _fmt_cell(c: dict) -> str:
+def _fmt_cell(c: dict, n_max: int = 0) -> str:
     if c["n"] == 0 or math.isnan(c["mean"]):
         return "—"
     s = f"{100 * c['mean']:.1f} ± {100 * c['std']:.1f}"
@@ -67,6 +67,8 @@ def _fmt_cell(c: dict) -> str:
         s = f"{100 * c['mean']:.1f}"
     if c["marker"]:
         s += f" {c['marker']}"
+    if c["dataset"] != "avg" and c["n"] < n_max:  # a partly finished table says how many seeds each cell has
+        s += f" (n={c['n']})"
     return s
 
 
@@ -74,8 +76,10 @@ def markdown_table(cells: Sequence[dict], rows: Sequence[str], datasets: Sequenc
     """The paper's Table 1 layout: rows = strategies, columns = data sets + average."""
     by = {(c["row"], c["dataset"]): c for c in cells}
     cols = list(datasets) + ["avg"]
+    n_max = max([c["n"] for c in cells if c["dataset"] != "avg"] or [0])
     lines = [
-        f"Test ROC-AUC (%), mean ± std over seeds; epoch reported: **{report}**. "
+        f"Test ROC-AUC (%), mean ± std over {n_max} seeds (fewer where a cell says n=); "
+        f"epoch reported: **{report}**. "
         f"↓ = below the no-pre-training row of the same architecture, significant (one-sided Welch "
         f"t-test, p < {alpha}); (↓) = below but not significant.",
         "",
@@ -83,7 +87,7 @@ def markdown_table(cells: Sequence[dict], rows: Sequence[str], datasets: Sequenc
         "|---|" + "---|" * len(cols),
     ]
     for r in rows:
-        lines.append(f"| {r} | " + " | ".join(_fmt_cell(by[(r, d)]) if (r, d) in by else "—" for d in cols) + " |")
+        lines.append(f"| {r} | " + " | ".join(_fmt_cell(by[(r, d)], n_max) if (r, d) in by else "—" for d in cols) + " |")
     neg = [c for c in cells if c["marker"]]
     if neg:
         lines += ["", "Cells below their baseline (diff in ROC-AUC points, one-sided Welch p):", ""]

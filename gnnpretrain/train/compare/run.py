@@ -165,11 +165,19 @@ def run_comparison(config: CompareConfig, log: Callable[[str], None] = print) ->
     ledger lacks are copied into it without training; the rest is fine-tuned and appended as each
     seed finishes, so a killed run loses at most the seeds in flight.
     """
+    from gnnpretrain.outputs import ensure_writable, output_lock
+
+    # before any work: the ledger's folder can be written, and the output folder is ours alone
+    ensure_writable(config.ledger_path.parent, what="ledger folder", option="--ledger")
+    with output_lock(config.out_dir, what="comparison output folder"):
+        return _run_comparison_locked(config, log)
+
+
+def _run_comparison_locked(config: CompareConfig, log: Callable[[str], None]) -> dict:
     from gnnpretrain.train.compare.ledger import Ledger, line_from_record
 
     t0 = time.time()
     out = config.out_dir
-    out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(config.ledger_path)
     rows = build_rows(config)
     checkpoints: dict[str, str | None] = {}
