@@ -6,7 +6,7 @@ weight decay, dropout 0.5, JK last, mean pooling, 5 layers x 300, seeds 0-9, sca
 
     python scripts/finetune.py --dataset bbbp --input-model-file chem/runs/pretrain/x/model.pth
     python scripts/finetune.py --dataset mols.csv --smiles-column smiles --target-columns logS,pIC50 \
-        --input-model-file gcn_supervised_contextpred --gnn-type gcn        # your CSV (regression here)
+        --input-model-file gcn_supervised_contextpred        # your CSV (regression here); architecture from the file
     python scripts/finetune.py --dataset moleculeace:CHEMBL1862_Ki            # activity-cliff benchmark
 
 Per-seed results go to <output>/<dataset>/seed<k>.json, the summary to <output>/<dataset>/summary.json
@@ -74,9 +74,10 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
     p.add_argument("--input-model-file", default=None,
                    help="pre-trained encoder checkpoint, or a published model's name (gnnpretrain.hub.list()); "
                    "omit: from scratch")
-    p.add_argument("--gnn-type", default="gin", choices=["gin", "gcn", "graphsage", "gat"])
-    p.add_argument("--num-layer", type=int, default=5)
-    p.add_argument("--emb-dim", type=int, default=300)
+    p.add_argument("--gnn-type", default=None, choices=["gin", "gcn", "graphsage", "gat"],
+                   help="default: the --input-model-file's (metadata or weights), else gin")
+    p.add_argument("--num-layer", type=int, default=None, help="default: the checkpoint's, else 5")
+    p.add_argument("--emb-dim", type=int, default=None, help="default: the checkpoint's, else 300")
     p.add_argument("--JK", default="last", choices=["last", "concat", "max", "sum"])
     p.add_argument("--graph-pooling", default="mean", help="sum | mean | max | attention | set2set<n>")
     p.add_argument("--dropout", type=float, default=0.5)

@@ -83,9 +83,10 @@ class FinetuneConfig:
     dataset: str = "bbbp"
     domain: str = "chem"
     input_model_file: str | None = None
-    gnn_type: str = "gin"
-    num_layer: int = 5
-    emb_dim: int = 300
+    # None = the pre-trained checkpoint's (its metadata or weights), else the paper's gin / 5 / 300
+    gnn_type: str | None = None
+    num_layer: int | None = None
+    emb_dim: int | None = None
     JK: str = "last"
     graph_pooling: str = "mean"
     dropout: float = 0.5
@@ -130,6 +131,7 @@ class FinetuneConfig:
             raise ValueError(f"task_type must be 'classification', 'regression' or None (infer), got {self.task_type!r}")
         if self.report not in REPORT_MODES:
             raise ValueError(f"report must be one of {REPORT_MODES}, got {self.report!r}")
+        self._resolve_input_model()
         for key in ("epochs", "batch_size", "num_layer", "emb_dim", "eval_batch_size"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
@@ -145,19 +147,27 @@ class FinetuneConfig:
             raise ValueError(f"fuse_max must be >= 1 (or None for automatic), got {self.fuse_max}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+
+    def _resolve_input_model(self) -> None:
+        """A hub name becomes its local file; unset architecture options come from the checkpoint."""
+        arch: dict[str, Any] = {}
         if self.input_model_file is not None:
             self.input_model_file = str(self.input_model_file)
-            if not Path(self.input_model_file).is_file():
-                from gnnpretrain import hub
+            from gnnpretrain import hub
 
-                if self.input_model_file in hub.REGISTRY:  # a published model by name: its local file
-                    self.input_model_file = str(hub.resolve(self.input_model_file, cache=self.cache))
+            if not Path(self.input_model_file).is_file() and self.input_model_file in hub.REGISTRY:
+                self.input_model_file = str(hub.resolve(self.input_model_file, cache=self.cache))
             if not Path(self.input_model_file).is_file():
                 raise FileNotFoundError(
                     f"--input-model-file {self.input_model_file}: no such file. Give the path of an "
-                    "encoder checkpoint (e.g. model.pth from scripts/pretrain.py or a reference .pth), "
-                    "or omit it to fine-tune from scratch."
+                    "encoder checkpoint (e.g. model.pth from scripts/pretrain.py or a reference .pth) or a "
+                    "published model's name (gnnpretrain.hub.list()), or omit it to fine-tune from scratch."
                 )
+            if None in (self.gnn_type, self.num_layer, self.emb_dim):
+                arch = hub.architecture_of(self.input_model_file)
+        self.gnn_type = self.gnn_type or arch.get("gnn_type", "gin")
+        self.num_layer = self.num_layer or arch.get("num_layer", 5)
+        self.emb_dim = self.emb_dim or arch.get("emb_dim", 300)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
