@@ -255,13 +255,16 @@ def test_stale_tmp_files_are_removed_on_next_write(tmp_path):
     dead_pid = int(dead.stdout)
     left = tmp_path / f".seed0.json.{dead_pid}.abc123.tmp"
     left.write_text("{half")
+    os.utime(left, (time.time() - 120, time.time() - 120))
     old = tmp_path / ".model.pth.zz9x.tmp"  # older naming without pid: removed once over an hour old
     old.write_text("x")
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     mine = tmp_path / f".summary.json.{os.getpid()}.q1.tmp"  # a live writer's file stays
     mine.write_text("x")
+    fresh = tmp_path / f".seed2.json.{dead_pid}.zz.tmp"  # dead pid but seconds old: may be another host's write
+    fresh.write_text("x")
     atomic_write_json(tmp_path / "seed1.json", {"ok": 1})
-    assert not left.exists() and not old.exists() and mine.exists()
+    assert not left.exists() and not old.exists() and mine.exists() and fresh.exists()
     assert remove_stale_tmp(tmp_path) == []
 
 
