@@ -152,7 +152,7 @@ def test_legacy_bio_file_payload_refused_and_trust_opt_in(tmp_path):
     path = tmp_path / "processed" / "geometric_data_processed.pt"
     path.parent.mkdir(parents=True)
     torch.save(({"edge_index": torch.zeros(2, 0), "x": _Payload(marker)}, {}), path)
-    with pytest.raises(UnsafeFileError, match="--trust-pickle"):
+    with pytest.raises(UnsafeFileError, match=r"trust_pickle=True \(PaperBioDataset"):
         PaperBioDataset(tmp_path)
     assert not marker.exists()
     # a legacy file holding a non-tensor object (here NumPy's RNG state) loads only when trusted
