@@ -231,22 +231,24 @@ def test_unwritable_output_and_cache_refused_before_work(tmp_path):
         run_finetune(FinetuneConfig(dataset="clintox", epochs=1, seeds=[0], output=str(blocker / "ft"), progress=False))
 
 
-def test_finetune_rerun_with_other_options_is_one_line_exit_2(tmp_path):
+def test_finetune_rerun_with_other_options_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    from gnnpretrain.errors import UserError
     from gnnpretrain.train.finetune import ConfigMismatchError
+    from gnnpretrain.utils import run_cli
 
-    assert issubclass(ConfigMismatchError, __import__("gnnpretrain.errors", fromlist=["UserError"]).UserError)
+    assert issubclass(ConfigMismatchError, UserError)
     out = tmp_path / "ft" / "clintox"
     rec = {"finished": True, "config": {"dataset": "clintox", "domain": "chem", "gnn_type": "gin", "num_layer": 1,
                                          "emb_dim": 8, "epochs": 99}}
     atomic_write_json(out / "seed0.json", rec)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "finetune.py"), "--dataset", "clintox", "--num-layer", "1",
-         "--emb-dim", "8", "--epochs", "1", "--seeds", "0", "--output", str(tmp_path / "ft"), "--no-progress"],
-        capture_output=True, text=True, env=ENV, cwd=tmp_path,
-    )
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
-    assert "different configuration" in lines[0] and "--overwrite" in lines[0]
+    monkeypatch.delenv("GNNPRETRAIN_DEBUG", raising=False)
+    cli = _script("finetune")
+    with pytest.raises(SystemExit) as exit_info:  # the script's own entry point: main through run_cli
+        run_cli(cli.main, ["--dataset", "clintox", "--num-layer", "1", "--emb-dim", "8", "--epochs", "1",
+                           "--seeds", "0", "--output", str(tmp_path / "ft"), "--no-progress"])
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert exit_info.value.code == 2 and len(lines) == 1, lines
+    assert "different configuration" in lines[0] and "--overwrite" in lines[0] and "epochs" in lines[0]
 
 
 # ------------------------------------------------------------------------------- self-repair
