@@ -9,7 +9,8 @@ Two roots, kept apart on purpose:
 * the **reference-checkpoint folder** holds published encoder weights (``<folder>/<domain>/<file>.pth``)
   that :mod:`gnnpretrain.hub` loads without a network. Resolution order: explicit argument,
   ``$GNNPRETRAIN_CHECKPOINTS``, a ``shared/reference-checkpoints`` folder beside or inside the checkout,
-  then ``~/.gnnpretrain/reference-checkpoints``.
+  ``reference-checkpoints`` beside ``$GNNPRETRAIN_DATA`` (a shared folder elsewhere), then
+  ``~/.gnnpretrain/reference-checkpoints``.
 * the **cache** holds processed tensors. It must be writable. Resolution order: explicit argument,
   ``$GNNPRETRAIN_CACHE``, ``$XDG_CACHE_HOME/gnnpretrain``, ``~/.cache/gnnpretrain``.
 """
@@ -54,7 +55,10 @@ def checkpoints_root(root: str | os.PathLike | None = None) -> Path:
     env = os.environ.get(CHECKPOINTS_ENV)
     if env:
         return Path(env).expanduser()
-    for cand in (_REPO.parent / "shared" / "reference-checkpoints", _REPO / "shared" / "reference-checkpoints"):
+    cands = [_REPO.parent / "shared" / "reference-checkpoints", _REPO / "shared" / "reference-checkpoints"]
+    if os.environ.get(DATA_ENV):  # a shared folder elsewhere: its data/ and reference-checkpoints/ side by side
+        cands.append(Path(os.environ[DATA_ENV]).expanduser().parent / "reference-checkpoints")
+    for cand in cands:
         if cand.is_dir():
             return cand
     return Path.home() / ".gnnpretrain" / "reference-checkpoints"

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from gnnpretrain.chem import download as _dl
 from gnnpretrain.errors import CorruptFileError, UserError
+from gnnpretrain.outputs import ensure_writable
 from gnnpretrain.safeload import load_torch
 from gnnpretrain.chem.csvio import CSVFormatError, find_label_columns, find_smiles_column, read_csv_checked
 from gnnpretrain.chem.featurize import FEATURE_DIMS, featurize_chunk, get_featurizer
@@ -337,6 +338,8 @@ class MoleculeNet(InMemoryDataset):
                 warnings.warn(f"MoleculeNet cache {self.processed_path} is damaged ({exc}); rebuilding it", stacklevel=2)
                 payload = None
         if payload is None:
+            # fail in the first second, not after featurizing, when the cache cannot be written
+            ensure_writable(self.processed_path.parent, what="cache folder", option="--cache")
             payload = build(self.name, self.raw_path, featurizer, num_workers=num_workers, progress=progress)
             atomic_torch_save(payload, self.processed_path)
             _remove_stale(self.processed_path, f"{self.name}-{featurizer}-")
