@@ -107,8 +107,24 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
     p.add_argument("--trust-pickle", action="store_true",
                    help="let --input-model-file hold Python objects besides tensors (unpickling runs code: "
                    "only for files you trust)")
+    p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
+                   help="train the seeds as one stacked computation (gnnpretrain.train.sweep: same results and "
+                   "files as separate runs; unsupported options fall back to separate runs). Default: "
+                   "fused (measured faster here, see benchmarks/RESULTS.md)")
+    p.add_argument("--fuse-max", type=int, default=None, metavar="N",
+                   help="at most N models per fused group (default: automatic — 10 on CPU, measured from "
+                   "the memory of one step on a GPU)")
+    p.add_argument("--amp", action="store_true",
+                   help="bf16 autocast for the model (loss, metrics, optimizer stay fp32); changes results "
+                   "slightly, so it is part of the configuration (see chem/README.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+
+def _fused_default() -> bool:
+    from gnnpretrain.train.finetune import FinetuneConfig
+
+    return bool(FinetuneConfig.__dataclass_fields__["fused"].default)
 
 
 def _cpu_plan(args: argparse.Namespace, seeds: list[int]) -> tuple[int | None, int]:
@@ -124,7 +140,7 @@ def _cpu_plan(args: argparse.Namespace, seeds: list[int]) -> tuple[int | None, i
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     if on_gpu:  # one process drives the GPU; CPU threads matter little
         return args.threads, args.jobs or 1
-    if getattr(args, "fused", False):  # fused seeds are one computation in this process: give it the cores
+    if (args.fused if args.fused is not None else _fused_default()):  # fused seeds are one computation in this process: give it the cores
         jobs = 1
     elif args.jobs is not None:
         jobs = args.jobs
@@ -174,7 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
             cache=args.cache, output=args.output, name=args.name, device=args.device,
             num_workers=args.num_workers, num_threads=threads, jobs=jobs, report=args.report, overwrite=args.overwrite,
             progress=not args.no_progress, trust_pickle=args.trust_pickle, smiles_column=args.smiles_column,
-            target_columns=args.target_columns, task_type=args.task,
+            target_columns=args.target_columns, task_type=args.task, amp=args.amp, fuse_max=args.fuse_max,
+            **({} if args.fused is None else {"fused": args.fused}),
         )
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))

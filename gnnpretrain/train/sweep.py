@@ -388,6 +388,7 @@ def run_members(
     on_step: Callable[[int, int], None] | None = None,
     checkpoint_interval_s: float = 300.0,
     note: Callable[[str], None] | None = None,
+    on_record: Callable[[int, dict], None] | None = None,
 ) -> list[dict]:
     """Run (or resume) every ``(config, seed)`` member, fused where possible; records in member order.
 
@@ -395,7 +396,9 @@ def run_members(
     training, as :func:`~gnnpretrain.train.finetune.run_finetune`). Members are grouped by
     :func:`fusion_key`; each group is split into chunks of at most ``fuse_max`` (default:
     :func:`auto_group_size`) and trained by :func:`train_group`; each seed file is written atomically
-    as soon as its group finishes. Returned records carry ``"skipped"`` as ``run_seed``'s do.
+    as soon as its group finishes, then ``on_record(member_index, record)`` is called (the
+    comparison appends its ledger line there). Returned records carry ``"skipped"`` as
+    ``run_seed``'s do.
     """
     note = note or log.info
     members = list(members)
@@ -429,6 +432,8 @@ def run_members(
             for i in idxs:
                 cfg, seed = members[i]
                 results[i] = run_seed(cfg, seed, t, check=False)
+                if on_record is not None:
+                    on_record(i, results[i])
             continue
         device = resolve_device(cfg0.device)
         size = auto_group_size(t, cfg0, len(idxs), device, fuse_max if fuse_max is not None else cfg0.fuse_max)
@@ -441,6 +446,8 @@ def run_members(
                 cfg, seed = members[i]
                 atomic_write_json(seed_path(cfg, seed), rec)
                 results[i] = {**rec, "skipped": False}
+                if on_record is not None:
+                    on_record(i, results[i])
             spath = state_path(group)
             if spath.exists():
                 spath.unlink()

@@ -249,3 +249,37 @@ def test_unsupported_options_fall_back_to_separate_runs(bace, tmp_path):
 def test_fused_group_size_must_be_positive():
     with pytest.raises(ValueError, match="fuse_max"):
         FinetuneConfig(fuse_max=0)
+
+
+def test_comparison_runs_its_cells_as_fused_groups(bace, small_ckpts, tmp_path, data_dir, cache):
+    """compare --fused: the no-pre-training row and a checkpoint row of one architecture share one
+    group per data set; the ledger gets one line per seed; a rerun (fused or not) trains nothing."""
+    from gnnpretrain.train.compare import CompareConfig, run_comparison
+
+    base = dict(strategies=["none"], datasets=["bace"], seeds=[0, 1], epochs=1, num_layer=2, emb_dim=32,
+                checkpoints={"gin_small": small_ckpts["gin", 0]}, output=str(tmp_path), data_root=str(data_dir),
+                cache=str(cache))
+    logs: list[str] = []
+    report = run_comparison(CompareConfig(fused=True, **base), log=logs.append)
+    assert report["ran"] == 4
+    assert any("fused group of 4" in line for line in logs), logs
+    files = sorted(tmp_path.glob("finetune/*/bace/seed*.json"))
+    assert len(files) == 4 and all(json.loads(f.read_text())["fused"]["group_size"] == 4 for f in files)
+    ledger = (tmp_path / "ledger.csv").read_text().strip().splitlines()
+    assert len(ledger) == 1 + 4
+    assert run_comparison(CompareConfig(fused=False, **base), log=logs.append)["ran"] == 0
+
+
+def test_finetune_script_flags(tmp_path, data_dir, cache):
+    """scripts/finetune.py --fused --fuse-max 1 --amp: two fused groups of one, bf16 recorded in the config."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("finetune_script", Path(__file__).resolve().parents[2] / "scripts" / "finetune.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["--dataset", "bace", "--seeds", "0-1", "--epochs", "1", "--num-layer", "2", "--emb-dim", "32",
+                 "--fused", "--fuse-max", "1", "--amp", "--threads", "1", "--output", str(tmp_path),
+                 "--data-root", str(data_dir), "--cache", str(cache), "--no-progress"])
+    recs = [json.loads((tmp_path / "bace" / f"seed{s}.json").read_text()) for s in (0, 1)]
+    assert [r["fused"]["group_size"] for r in recs] == [1, 1]
+    assert all(r["config"]["amp"] is True and r["config"]["fuse_max"] == 1 for r in recs)
