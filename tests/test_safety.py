@@ -307,9 +307,15 @@ def test_damaged_corpus_store_is_rebuilt(tmp_path):
     del store
     xf = folder / "x.npy"
     xf.write_bytes(xf.read_bytes()[:-40])  # a cut memory-mapped array
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = folder.parent / f".{folder.name}.{int(dead.stdout)}.k3j4.tmp"  # a save that was killed
+    (leftover / "x.npy").parent.mkdir()
+    (leftover / "x.npy").write_bytes(b"half")
+    os.utime(leftover, (time.time() - 120, time.time() - 120))
     with pytest.warns(UserWarning, match=r"corpus cache .* is damaged \(.*x\.npy is damaged"):
         store = load_corpus(corpus, cache=tmp_path / "c", progress=False, num_workers=1)
     assert torch.equal(store.x, x)
+    assert not leftover.exists()
     meta = json.loads((folder / "meta.json").read_text())
     meta["format_version"] = 0  # another format
     (folder / "meta.json").write_text(json.dumps(meta))

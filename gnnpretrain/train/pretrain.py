@@ -12,7 +12,8 @@ start, which ``checkpoint.pth`` stores, so a resumed run reproduces an uninterru
 
 Run directory layout (``out_dir``):
     config.json      run configuration (strategy, encoder architecture, options, data, training)
-    metrics.jsonl    one JSON object per finished epoch (means over the epoch's steps)
+    metrics.jsonl    one JSON object per finished epoch (means over the epoch's steps; ``runtime``:
+                     torch threads and device of the process that ran it)
     model.pth        encoder state dict (reference key names), what fine-tuning loads
     model.safetensors  the same tensors in safetensors (no pickle), run config in its metadata
     checkpoint.pth   full state for ``resume``: strategy, optimiser, epoch, RNG states — tensors and
@@ -382,9 +383,12 @@ def _epochs(strategy, model, loader, optimizer, device, amp_used, seed, rank, wo
             _average_buffers(strategy, world_size)
         record = {"epoch": epoch, "steps": steps, **acc.reduce(device, world_size, metric_keys)}
         record["time_s"] = round(time.time() - t0, 3)
+        # what can change floating-point results within a resumed run (full runtime_info in config.json)
+        record["runtime"] = {"torch_threads": torch.get_num_threads(), "device": str(device)}
         if rank == 0:
             history.append(record)
-            shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+            shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+                              if k != "runtime")
             log(f"epoch {epoch}: {shown}")
             encoder_state = {k: v.detach().cpu() for k, v in strategy.encoder.state_dict().items()}
             if model_path.suffix != ".safetensors":
