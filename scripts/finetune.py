@@ -121,12 +121,6 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
     return p
 
 
-def _fused_default() -> bool:
-    from gnnpretrain.train.finetune import FinetuneConfig
-
-    return bool(FinetuneConfig.__dataclass_fields__["fused"].default)
-
-
 def _cpu_plan(args: argparse.Namespace, seeds: list[int]) -> tuple[int | None, int]:
     """Torch threads per process and parallel seed processes (see ``gnnpretrain.runtime``)."""
     from gnnpretrain.runtime import apply_threads, current_busy, plan_jobs, usable_cores
@@ -140,9 +134,9 @@ def _cpu_plan(args: argparse.Namespace, seeds: list[int]) -> tuple[int | None, i
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     if on_gpu:  # one process drives the GPU; CPU threads matter little
         return args.threads, args.jobs or 1
-    if (args.fused if args.fused is not None else _fused_default()):  # fused seeds are one computation in this process: give it the cores
-        jobs = 1
-    elif args.jobs is not None:
+    # fused or not, seeds are dealt to parallel processes of one thread each (fused: each process
+    # trains its share of the seeds as fused groups)
+    if args.jobs is not None:
         jobs = args.jobs
     else:
         busy = 0.0 if args.threads is not None else current_busy()

@@ -729,10 +729,6 @@ def _run_finetune_locked(config: FinetuneConfig) -> dict:
 
     current = _recorded_config(config)
     done = {s: load_finished(config, s, current) for s in config.seeds}
-    if config.fused and any(r is None for r in done.values()):
-        from gnnpretrain.train.sweep import run_members
-
-        return summarize(config, run_members([(config, s) for s in config.seeds], fuse_max=config.fuse_max))
     todo = [s for s in config.seeds if done[s] is None]
     task = load_task(config) if todo else None
     records = {s: {**r, "skipped": True} for s, r in done.items() if r is not None}
@@ -756,7 +752,19 @@ def _run_finetune_locked(config: FinetuneConfig) -> dict:
 
     jobs = min(int(config.jobs), len(todo))
     with interrupt_note(note):
-        if jobs > 1:
+        if config.fused and todo:
+            # one stacked computation per group of seeds (gnnpretrain.train.sweep); with jobs > 1 the
+            # seeds are dealt to that many processes, each training its share as fused groups
+            if jobs > 1:
+                for recs in _run_seeds_parallel(config, task, [todo[i::jobs] for i in range(jobs)], jobs):
+                    for rec in recs:
+                        finished(rec)
+            else:
+                from gnnpretrain.train.sweep import run_members
+
+                for rec in run_members([(config, s) for s in todo], fuse_max=config.fuse_max, task=task):
+                    finished(rec)
+        elif jobs > 1:
             for rec in _run_seeds_parallel(config, task, todo, jobs):
                 finished(rec)
         else:
@@ -777,13 +785,18 @@ def _parallel_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _parallel_seed(args: tuple[FinetuneConfig, int]) -> dict:
+def _parallel_seed(args: tuple[FinetuneConfig, int | list[int]]) -> dict | list[dict]:
     config, seed = args
+    if isinstance(seed, list):  # a fused share: its seeds as fused groups, records in seed order
+        from gnnpretrain.train.sweep import run_members
+
+        return run_members([(config, s) for s in seed], fuse_max=config.fuse_max, task=_PARALLEL_TASK)
     return run_seed(config, seed, _PARALLEL_TASK, check=False)
 
 
-def _run_seeds_parallel(config: FinetuneConfig, task: Task, seeds: list[int], jobs: int):
-    """Yield the records of ``seeds`` as ``jobs`` worker processes (one thread each) finish them.
+def _run_seeds_parallel(config: FinetuneConfig, task: Task, seeds: list, jobs: int):
+    """Yield the records of ``seeds`` as ``jobs`` worker processes (one thread each) finish them
+    (an item that is a list of seeds is one fused share; its worker yields the list of records).
 
     Each worker writes its seed file atomically, so an interruption keeps every finished seed.
     """
