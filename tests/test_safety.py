@@ -141,6 +141,12 @@ def test_pretrain_checkpoint_resumes_with_weights_only(tmp_path):
     # an existing run without --resume is refused before loading data
     with pytest.raises(OutputExistsError, match="--resume"):
         cli.main(base)
+    # --resume with other settings: one-line ConfigMismatchError before any data is loaded
+    from gnnpretrain.train.pretrain import ConfigMismatchError
+
+    with pytest.raises(ConfigMismatchError, match=r"training\.lr: saved 0\.001, now 0\.01.*--overwrite") as err:
+        cli.main(base + ["--resume", "--lr", "0.01", "--cache", str(tmp_path / "cache2")])
+    assert "\n" not in str(err.value) and not (tmp_path / "cache2" / "corpus").exists()
     _, history = cli.main([a if a != "1" else "2" for a in base] + ["--resume"])
     assert [h["epoch"] for h in history] == [1, 2]
 
