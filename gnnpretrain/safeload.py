@@ -251,3 +251,14 @@ def load_inmemory_dataset(dataset: Any, path: str | os.PathLike, data_cls: Any =
         data_cls = out[2]
     dataset.data = data_cls.from_dict(data) if isinstance(data, dict) else data
     dataset.slices = slices
+
+
+def save_inmemory_dataset(data_list: Sequence[Any], path: str | os.PathLike) -> None:
+    """``InMemoryDataset.save`` written atomically (temp file + rename), in the same format, so a
+    killed processing run leaves no half-written ``data.pt`` behind."""
+    from torch_geometric.data import InMemoryDataset
+
+    from gnnpretrain.utils import atomic_torch_save
+
+    data, slices = InMemoryDataset.collate(list(data_list))
+    atomic_torch_save((data.to_dict(), slices, data.__class__), path)

@@ -141,6 +141,12 @@ def test_pretrain_checkpoint_resumes_with_weights_only(tmp_path):
     # an existing run without --resume is refused before loading data
     with pytest.raises(OutputExistsError, match="--resume"):
         cli.main(base)
+    # --resume with other settings: one-line ConfigMismatchError before any data is loaded
+    from gnnpretrain.train.pretrain import ConfigMismatchError
+
+    with pytest.raises(ConfigMismatchError, match=r"training\.lr: saved 0\.001, now 0\.01.*--overwrite") as err:
+        cli.main(base + ["--resume", "--lr", "0.01", "--cache", str(tmp_path / "cache2")])
+    assert "\n" not in str(err.value) and not (tmp_path / "cache2" / "corpus").exists()
     _, history = cli.main([a if a != "1" else "2" for a in base] + ["--resume"])
     assert [h["epoch"] for h in history] == [1, 2]
 
@@ -307,9 +313,15 @@ def test_damaged_corpus_store_is_rebuilt(tmp_path):
     del store
     xf = folder / "x.npy"
     xf.write_bytes(xf.read_bytes()[:-40])  # a cut memory-mapped array
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = folder.parent / f".{folder.name}.{int(dead.stdout)}.k3j4.tmp"  # a save that was killed
+    (leftover / "x.npy").parent.mkdir()
+    (leftover / "x.npy").write_bytes(b"half")
+    os.utime(leftover, (time.time() - 120, time.time() - 120))
     with pytest.warns(UserWarning, match=r"corpus cache .* is damaged \(.*x\.npy is damaged"):
         store = load_corpus(corpus, cache=tmp_path / "c", progress=False, num_workers=1)
     assert torch.equal(store.x, x)
+    assert not leftover.exists()
     meta = json.loads((folder / "meta.json").read_text())
     meta["format_version"] = 0  # another format
     (folder / "meta.json").write_text(json.dumps(meta))

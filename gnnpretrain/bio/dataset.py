@@ -43,8 +43,8 @@ from gnnpretrain.bio.labels import (
 from gnnpretrain.bio.ppi import CHANNELS, HUMAN_TAXID, human_string_path, read_string_edges
 from gnnpretrain.errors import CorruptFileError, UserError
 from gnnpretrain.paths import cache_dir, data_root
-from gnnpretrain.safeload import load_inmemory_dataset, load_torch
-from gnnpretrain.utils import atomic_write_json
+from gnnpretrain.safeload import load_inmemory_dataset, load_torch, save_inmemory_dataset
+from gnnpretrain.utils import atomic_torch_save, atomic_write_json
 
 
 class EgoData(Data):
@@ -309,9 +309,9 @@ class BioEgoNetworks(InMemoryDataset):
             "split": split_desc,
             "summary": summary,
         }
-        self.save(data_list, self.processed_paths[0])
-        torch.save({"split": {k: torch.from_numpy(v) for k, v in split.items()},
-                    "protein_ids": [net.protein_ids[c] for c in centres]}, self.processed_paths[2])
+        save_inmemory_dataset(data_list, self.processed_paths[0])
+        atomic_torch_save({"split": {k: torch.from_numpy(v) for k, v in split.items()},
+                           "protein_ids": [net.protein_ids[c] for c in centres]}, self.processed_paths[2])
         atomic_write_json(self.processed_paths[1], meta)
 
 

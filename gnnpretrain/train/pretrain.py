@@ -12,7 +12,8 @@ start, which ``checkpoint.pth`` stores, so a resumed run reproduces an uninterru
 
 Run directory layout (``out_dir``):
     config.json      run configuration (strategy, encoder architecture, options, data, training)
-    metrics.jsonl    one JSON object per finished epoch (means over the epoch's steps)
+    metrics.jsonl    one JSON object per finished epoch (means over the epoch's steps; ``runtime``:
+                     torch threads and device of the process that ran it)
     model.pth        encoder state dict (reference key names), what fine-tuning loads
     model.safetensors  the same tensors in safetensors (no pickle), run config in its metadata
     checkpoint.pth   full state for ``resume``: strategy, optimiser, epoch, RNG states — tensors and
@@ -125,6 +126,27 @@ def _check_resume_config(saved: dict, current: dict, out_dir: Path) -> None:
             + "; ".join(diffs)
             + "); use the original settings to resume, or a new --output directory (or --overwrite) to start afresh"
         )
+
+
+def _subset(saved: Any, partial: Any) -> Any:
+    if isinstance(saved, dict) and isinstance(partial, dict):
+        return {k: _subset(saved.get(k, "<absent>"), v) for k, v in partial.items()}
+    return saved
+
+
+def check_resume_config_early(out_dir: str | Path, partial: dict) -> None:
+    """Compare the keys of ``partial`` with the run's saved ``config.json`` before any data is loaded,
+    so a ``--resume`` with other settings fails in the first second (the full check runs again in
+    :func:`pretrain`). No-op when there is no saved config."""
+    path = Path(out_dir) / CONFIG_NAME
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    partial = json.loads(json.dumps(partial, default=str))
+    _check_resume_config(_subset(saved, partial), partial, Path(out_dir))
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -382,9 +404,12 @@ def _epochs(strategy, model, loader, optimizer, device, amp_used, seed, rank, wo
             _average_buffers(strategy, world_size)
         record = {"epoch": epoch, "steps": steps, **acc.reduce(device, world_size, metric_keys)}
         record["time_s"] = round(time.time() - t0, 3)
+        # what can change floating-point results within a resumed run (full runtime_info in config.json)
+        record["runtime"] = {"torch_threads": torch.get_num_threads(), "device": str(device)}
         if rank == 0:
             history.append(record)
-            shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+            shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+                              if k != "runtime")
             log(f"epoch {epoch}: {shown}")
             encoder_state = {k: v.detach().cpu() for k, v in strategy.encoder.state_dict().items()}
             if model_path.suffix != ".safetensors":
