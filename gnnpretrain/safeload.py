@@ -223,6 +223,17 @@ def load_torch(
         ) from None
 
 
+def _pyg2_storage_classes() -> list[Any]:
+    """PyG 2.x containers a re-saved ``Data`` object holds (plain attribute stores, no behaviour on load)."""
+    try:
+        from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
+        from torch_geometric.data.storage import GlobalStorage
+
+        return [GlobalStorage, DataEdgeAttr, DataTensorAttr]
+    except ImportError:
+        return []
+
+
 def load_legacy_pyg(path: str | os.PathLike, *, trust_pickle: bool = False, what: str = "legacy dataset file") -> Any:
     """Read an old PyG processed file (``(data, slices)`` of PyG 1.x) without running code from it.
 
@@ -230,7 +241,7 @@ def load_legacy_pyg(path: str | os.PathLike, *, trust_pickle: bool = False, what
     attribute holders; tensors, dicts and numbers load as usual; anything else is refused unless
     ``trust_pickle``. Attributes are in ``obj.__dict__``.
     """
-    return load_torch(path, trust_pickle=trust_pickle, allow=legacy_allow(), what=what, trust_hint=(
+    return load_torch(path, trust_pickle=trust_pickle, allow=legacy_allow() + _pyg2_storage_classes(), what=what, trust_hint=(
         "Pass trust_pickle=True (PaperBioDataset / read_paper_file) only if you trust this file: loading it "
         "runs code it names"))
 

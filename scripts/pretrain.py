@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None):
             dist.destroy_process_group()
 
 
-def _check_files(args, output: Path) -> None:
+def _check_files(args, cls, output: Path) -> None:
     """Everything that can fail on the user's files, checked before the (long) data loading:
     the output folder (writable, not holding a run unless --resume/--overwrite) and the checkpoints
     that will be read (safe to load, not truncated)."""
@@ -203,6 +203,17 @@ def _check_files(args, output: Path) -> None:
         )
     if args.resume and ckpt.exists():
         load_torch(ckpt, trust_pickle=args.trust_pickle, what="pre-training checkpoint")
+        from gnnpretrain.train.pretrain import check_resume_config_early
+
+        check_resume_config_early(output, {
+            "strategy": args.strategy, "domain": args.domain,
+            "encoder": {"num_layer": args.num_layer, "emb_dim": args.emb_dim, "JK": args.JK,
+                        "drop_ratio": args.dropout, "gnn_type": args.gnn_type, "input": _encoder_input(args)},
+            "training": {"lr": float(args.lr), "weight_decay": float(args.decay), "seed": int(args.seed)},
+            "batch_size": args.batch_size,
+            "data": {"dataset": args.dataset or cls.default_dataset, "max_molecules": args.max_molecules,
+                     "smiles_column": args.smiles_column, "featurizer": args.featurizer},
+        })
     if args.input_model_file:
         if Path(args.input_model_file).suffix != ".safetensors":
             load_torch(args.input_model_file, trust_pickle=args.trust_pickle, what="--input-model-file checkpoint")
@@ -214,7 +225,7 @@ def _run(args, cls, strategy_opts: dict, device: torch.device, rank: int, world_
         return _run_locked(args, cls, strategy_opts, device, rank, world_size, output)
     from gnnpretrain.outputs import output_lock
 
-    _check_files(args, output)
+    _check_files(args, cls, output)
     with output_lock(output, command="pretrain.py " + " ".join(sys.argv[1:]) if argv_is_cli() else None):
         return _run_locked(args, cls, strategy_opts, device, rank, world_size, output)
 

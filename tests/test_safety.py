@@ -141,6 +141,12 @@ def test_pretrain_checkpoint_resumes_with_weights_only(tmp_path):
     # an existing run without --resume is refused before loading data
     with pytest.raises(OutputExistsError, match="--resume"):
         cli.main(base)
+    # --resume with other settings: one-line ConfigMismatchError before any data is loaded
+    from gnnpretrain.train.pretrain import ConfigMismatchError
+
+    with pytest.raises(ConfigMismatchError, match=r"training\.lr: saved 0\.001, now 0\.01.*--overwrite") as err:
+        cli.main(base + ["--resume", "--lr", "0.01", "--cache", str(tmp_path / "cache2")])
+    assert "\n" not in str(err.value) and not (tmp_path / "cache2" / "corpus").exists()
     _, history = cli.main([a if a != "1" else "2" for a in base] + ["--resume"])
     assert [h["epoch"] for h in history] == [1, 2]
 
@@ -164,6 +170,15 @@ def test_legacy_bio_file_payload_refused_and_trust_opt_in(tmp_path):
         read_paper_file(tmp_path)
     fields, slices = read_paper_file(tmp_path, trust_pickle=True)
     assert fields["note"][0] == "MT19937" and slices["center_node_idx"].tolist() == [0, 1]
+    # a file re-saved by PyG 2.x holding a Data object (with its storage classes) needs no trust
+    from torch_geometric.data import Data
+
+    torch.save((Data(x=torch.ones(3, 1), edge_index=torch.tensor([[0, 1], [1, 0]]), edge_attr=torch.zeros(2, 9),
+                     center_node_idx=torch.tensor([1])),
+                {"x": torch.tensor([0, 3]), "edge_index": torch.tensor([0, 2]), "edge_attr": torch.tensor([0, 2]),
+                 "center_node_idx": torch.tensor([0, 1])}), path)
+    fields, _ = read_paper_file(tmp_path)
+    assert fields["edge_index"].tolist() == [[0, 1], [1, 0]]
 
 
 def test_truncated_and_non_torch_checkpoints_are_one_line(tmp_path):

@@ -3,7 +3,8 @@
 Sources (``load_corpus(name_or_path, ...)``):
 
 * ``"zinc"`` — the MOSES ZINC "clean leads" SMILES in ``<data_root>/zinc/``: ``moses_train.csv.gz``,
-  ``moses_test.csv.gz``, ``moses_test_scaffolds.csv.gz`` read in that fixed order (1,936,962 molecules).
+  ``moses_test.csv.gz``, ``moses_test_scaffolds.csv.gz`` read in that fixed order (1,936,962 molecules);
+  downloaded (12.9 MB, sha256-checked, :mod:`gnnpretrain.chem.download`) when missing.
 * ``"zinc_standard_agent"`` — the paper's own 2M-molecule ZINC15 file (gzipped CSV with ``smiles`` and
   ``zinc_id``) at ``<data_root>/zinc_standard_agent/raw/zinc_combined_apr_8_2019.csv.gz`` (or the only
   ``.csv``/``.csv.gz`` file in that ``raw/`` folder), as distributed in the reference's
@@ -51,28 +52,36 @@ from gnnpretrain.chem.featurize import featurize_chunk, get_featurizer
 from gnnpretrain.data.store import GraphStore
 from gnnpretrain.errors import UserError
 from gnnpretrain.outputs import ensure_writable
-from gnnpretrain.paths import cache_dir, data_root, missing_file_message
+from gnnpretrain.paths import cache_dir, data_root, data_root_origin, missing_file_message
 
 ZINC_FILES = ("moses_train.csv.gz", "moses_test.csv.gz", "moses_test_scaffolds.csv.gz")
 ZINC_STANDARD_AGENT_FILE = "zinc_combined_apr_8_2019.csv.gz"
 SUBSET_SEED = 0
 CACHE_VERSION = 1
 CHUNK_SIZE = 2000
-_MOSES_HINT = (
-    " The MOSES files ship with the PyPI package molsets (moses/dataset/data/train.csv.gz, test.csv.gz, "
-    "test_scaffolds.csv.gz; rename them moses_*.csv.gz)."
-)
 _AGENT_URL = "http://snap.stanford.edu/gnn-pretrain/data/chem_dataset.zip"
 
 
-def corpus_sources(name_or_path: str | os.PathLike, root: str | os.PathLike | None = None) -> tuple[str, list[Path]]:
-    """Resolve a corpus name or CSV path to ``(short name, [files in reading order])``."""
+def corpus_sources(name_or_path: str | os.PathLike, root: str | os.PathLike | None = None,
+                   download: bool = True, progress: bool = True) -> tuple[str, list[Path]]:
+    """Resolve a corpus name or CSV path to ``(short name, [files in reading order])``.
+
+    Missing MOSES ZINC files are downloaded (checked) into ``<data root>/zinc/`` unless
+    ``download=False``; offline, the error lists what to fetch and where. ``zinc_standard_agent`` is
+    fetched only on request (``python -m gnnpretrain.data fetch zinc_standard_agent``: 2.5 GB archive).
+    """
+    from gnnpretrain.chem import download as dl
+
     if str(name_or_path) == "zinc":
         zdir = data_root(root) / "zinc"
         files = [zdir / f for f in ZINC_FILES]
-        for f in files:
-            if not f.is_file():
-                raise FileNotFoundError(missing_file_message(f, "MOSES ZINC corpus") + _MOSES_HINT)
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            if not download:
+                raise FileNotFoundError(dl.zinc_offline_message(zdir, missing, origin=data_root_origin(root)))
+            if progress:
+                print(f"downloading the ZINC corpus (MOSES, {len(missing)} file(s)) into {zdir}", flush=True)
+            dl.fetch_zinc(zdir, missing, progress=progress, origin=data_root_origin(root))
         return "zinc", files
     if str(name_or_path) == "zinc_standard_agent":
         raw = data_root(root) / "zinc_standard_agent" / "raw"
@@ -83,8 +92,10 @@ def corpus_sources(name_or_path: str | os.PathLike, root: str | os.PathLike | No
                 f = found[0]
             else:
                 raise FileNotFoundError(
-                    missing_file_message(f, "zinc_standard_agent corpus (the paper's ZINC15 2M molecules)")
-                    + f" It is inside {_AGENT_URL} (dataset/zinc_standard_agent/raw/)."
+                    missing_file_message(f, "zinc_standard_agent corpus (the paper's ZINC15 2M molecules)", root=root)
+                    + f" It is inside {_AGENT_URL} (dataset/zinc_standard_agent/raw/); "
+                    "`python -m gnnpretrain.data fetch zinc_standard_agent` downloads that archive (2.5 GB) and "
+                    "extracts it there. The default corpus, zinc (MOSES), is 12.9 MB."
                 )
         return "zinc_standard_agent", [f]
     path = Path(name_or_path).expanduser()
@@ -320,12 +331,15 @@ def load_corpus(
     featurizer: str = "reference",
     num_workers: int | None = None,
     progress: bool = True,
+    download: bool = True,
 ) -> GraphStore:
-    """Featurized pre-training corpus as a memory-mapped :class:`GraphStore` (see module docstring)."""
+    """Featurized pre-training corpus as a memory-mapped :class:`GraphStore` (see module docstring).
+
+    ``download``: fetch missing MOSES ZINC files (see :func:`corpus_sources`)."""
     get_featurizer(featurizer)
     if max_molecules is not None and max_molecules < 1:
         raise ValueError(f"max_molecules must be a positive integer or None; got {max_molecules}")
-    name, files = corpus_sources(name_or_path, data_root)
+    name, files = corpus_sources(name_or_path, data_root, download=download, progress=progress)
     key = _cache_key(files, featurizer, max_molecules, smiles_column)
     target = cache_dir(cache) / "corpus" / f"{name}-{featurizer}-{max_molecules or 'all'}-{key}"
     if (target / "meta.json").is_file():

@@ -99,14 +99,18 @@ def find_raw_file(name: str, root: str | os.PathLike | None = None, download: bo
             return cand
     remote = _dl.MOLECULENET_FILES[name]
     dest = droot / "moleculenet" / remote.filename
+    # the message names the file as the README lists it (bbbp.csv), then the other accepted names
+    wanted, *others = raw_candidates(name, droot)
+    also = [p.name for p in others]
     if not download:
-        raise FileNotFoundError(missing_file_message(dest, f"MoleculeNet {name}", remote.url))
+        raise FileNotFoundError(missing_file_message(wanted, f"MoleculeNet {name}", remote.url, root=root, also=also))
     try:
         return _dl.fetch(remote, dest)
     except OSError as exc:
         raise FileNotFoundError(
-            missing_file_message(dest, f"MoleculeNet {name}", remote.url) + f" (download failed: {exc})"
-        ) from exc
+            missing_file_message(wanted, f"MoleculeNet {name}", None, root=root, also=also)
+            + f" The download from {remote.url} failed ({_dl.failure_reason(exc)})."
+        ) from None
 
 
 def _find_smiles_column(columns: list[str], path: Path) -> str:

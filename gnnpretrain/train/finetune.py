@@ -678,6 +678,8 @@ def summarize(config: FinetuneConfig, records: list[dict] | None = None) -> dict
             for r in records
         ],
         "wall_time_s_total": round(sum(r["wall_time_s"] for r in records), 3),
+        # every distinct runtime (versions, threads, device) the seeds were computed under
+        "runtimes": [json.loads(u) for u in dict.fromkeys(json.dumps(r.get("runtime"), sort_keys=True) for r in records)],
     }
     atomic_write_json(output_dir(config) / "summary.json", summary)
     return summary

@@ -128,6 +128,27 @@ def _check_resume_config(saved: dict, current: dict, out_dir: Path) -> None:
         )
 
 
+def _subset(saved: Any, partial: Any) -> Any:
+    if isinstance(saved, dict) and isinstance(partial, dict):
+        return {k: _subset(saved.get(k, "<absent>"), v) for k, v in partial.items()}
+    return saved
+
+
+def check_resume_config_early(out_dir: str | Path, partial: dict) -> None:
+    """Compare the keys of ``partial`` with the run's saved ``config.json`` before any data is loaded,
+    so a ``--resume`` with other settings fails in the first second (the full check runs again in
+    :func:`pretrain`). No-op when there is no saved config."""
+    path = Path(out_dir) / CONFIG_NAME
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    partial = json.loads(json.dumps(partial, default=str))
+    _check_resume_config(_subset(saved, partial), partial, Path(out_dir))
+
+
 def _autocast(device: torch.device, amp: bool):
     if amp and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)

@@ -226,3 +226,6 @@ def test_cli_runs_and_prints_summary(capsys, tmp_path):
     assert sorted(p.name for p in (tmp_path / "clintox").iterdir() if not p.name.startswith(".")) == ["seed0.json", "seed1.json", "summary.json"]
     rec = json.loads((tmp_path / "clintox" / "seed1.json").read_text())
     assert rec["num_tasks"] == 2 and len(rec["last"]["test_per_task"]) == 2
+    # what changes floating-point results is recorded with each result (--threads 1 here)
+    assert rec["runtime"]["torch_threads"] == 1 and rec["runtime"]["torch"] == torch.__version__
+    assert summary["runtimes"] == [rec["runtime"]]
