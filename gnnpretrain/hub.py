@@ -19,8 +19,8 @@ Where a named file comes from, in order:
    the file removed. Without a network the error names the address and the folder to put the file in.
 
 Safety: files are read with ``torch.load(weights_only=True)`` only — never unpickled beyond tensors — so a
-file that needs full unpickling is refused here (``gnnpretrain.nn.load_encoder_state`` on a path of
-your own still has an explicit fallback with a warning, for our resumable ``checkpoint.pth``).
+file that needs full unpickling is refused here (as everywhere in the library: ``gnnpretrain.safeload``;
+``load_encoder_state(..., trust_pickle=True)`` is the explicit opt-in for files you trust).
 
 Metadata for local files (so ``load(path)`` needs no flags): a ``.safetensors`` file's metadata
 (``encoder`` / ``config`` JSON entries), else the ``config.json`` that ``scripts/pretrain.py`` writes
@@ -58,6 +58,7 @@ __all__ = [
     "load",
     "load_state_dict",
     "read_metadata",
+    "architecture_of",
 ]
 
 BASE_URL = "https://raw.githubusercontent.com/snap-stanford/pretrain-gnns/master"
@@ -237,12 +238,13 @@ def _local_candidates(entry: HubEntry, root: Path) -> builtins.list[Path]:
     return [root / entry.domain / entry.filename, root / entry.path]
 
 
-def _download(entry: HubEntry, dest: Path, cache: str | os.PathLike | None, progress: bool, timeout: float) -> None:
+def _download(entry: HubEntry, dest: Path, cache: str | os.PathLike | None, progress: bool, timeout: float,
+              root: Path) -> None:
     from tqdm.auto import tqdm
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part")
-    folder = checkpoints_root() / entry.domain
+    folder = root / entry.domain
     try:
         with urllib.request.urlopen(entry.url, timeout=timeout) as resp, open(tmp, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or entry.size
@@ -306,7 +308,7 @@ def resolve(
             f"pre-trained model {entry.name!r} is not on disk; download {entry.url} and put it at "
             f"{root / entry.domain / entry.filename} (or allow the download)."
         )
-    _download(entry, cached, cache, progress, timeout)
+    _download(entry, cached, cache, progress, timeout, root)
     return cached
 
 
@@ -392,6 +394,19 @@ def _architecture_from_weights(sd: Any, path: Path | None) -> dict[str, Any]:
     gnn_type = hint if hint in spec["gnn_types"] else spec["gnn_types"][0]
     return {"num_layer": spec["num_layer"], "emb_dim": spec["emb_dim"], "JK": "last", "drop_ratio": 0.0,
             "gnn_type": gnn_type, "input": spec["input"]}
+
+
+def architecture_of(path: str | os.PathLike) -> dict[str, Any]:
+    """``GNN`` keyword arguments of a local encoder file (metadata, else weights + file name); ``{}`` when the
+    file cannot be read safely (the caller then keeps its defaults and loading reports the real problem)."""
+    path = Path(path)
+    meta = read_metadata(path)
+    if meta.get("encoder"):
+        return dict(meta["encoder"])
+    try:
+        return _architecture_from_weights(load_state_dict(path), path)
+    except (ValueError, KeyError, RuntimeError, OSError):
+        return {}
 
 
 def _build(arch: Mapping[str, Any], sd: Any, source: str) -> torch.nn.Module:

@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain", default=None, help="chem (default) or bio")
     p.add_argument("--gnn-type", default=None, choices=GNN_TYPES)
     p.add_argument("--jobs", type=int, default=None, help="parallel fine-tuning processes (1 torch thread each)")
+    p.add_argument("--fused", action="store_true", default=None,
+                   help="fine-tune the cells of each (architecture, data set) as fused groups of models "
+                   "(gnnpretrain.train.sweep; same seed files and ledger lines as separate runs)")
+    p.add_argument("--fuse-max", type=int, default=None, metavar="N", help="models per fused group (default: automatic)")
     p.add_argument("--report", default=None, choices=REPORT_MODES, help="which epoch the main table reports")
     p.add_argument("--alpha", type=float, default=None, help="significance level of the negative-transfer test")
     p.add_argument("--device", default=None, help="cpu (default), cuda, auto")
@@ -147,6 +151,8 @@ def main(argv: list[str] | None = None) -> dict:
             cache=args.cache,
             rows=_csv(args.rows),
             ledger=args.ledger,
+            fused=args.fused,
+            fuse_max=args.fuse_max,
         )
     except (ValueError, argparse.ArgumentTypeError) as err:
         parser.error(str(err))

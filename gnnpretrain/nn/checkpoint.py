@@ -57,12 +57,22 @@ def _read_checkpoint_file(path: Path, trust_pickle: bool = False) -> Any:
             "or of a reference .pth file"
         )
     if path.suffix == ".safetensors":
+        import json
+
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path), device="cpu")
+            sd = load_file(str(path), device="cpu")
+            with safe_open(str(path), framework="pt") as fh:
+                meta = fh.metadata() or {}
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
             raise CorruptFileError(f"{path} is not a readable safetensors file ({exc}); recreate or re-download it") from None
+        try:  # our files carry the run config (encoder architecture) as JSON metadata
+            config = json.loads(meta["config"]) if "config" in meta else None
+        except ValueError:
+            config = None
+        return {"state_dict": sd, "config": config} if isinstance(config, dict) else sd
     return load_torch(path, trust_pickle=trust_pickle, what="checkpoint")
 
 

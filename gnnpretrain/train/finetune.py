@@ -37,6 +37,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -65,6 +67,8 @@ __all__ = [
     "summarize",
     "seed_path",
     "default_output",
+    "checkpoint_label",
+    "safe_name",
 ]
 
 REPORT_MODES = ("best-valid", "last")
@@ -79,9 +83,10 @@ class FinetuneConfig:
     dataset: str = "bbbp"
     domain: str = "chem"
     input_model_file: str | None = None
-    gnn_type: str = "gin"
-    num_layer: int = 5
-    emb_dim: int = 300
+    # None = the pre-trained checkpoint's (its metadata or weights), else the paper's gin / 5 / 300
+    gnn_type: str | None = None
+    num_layer: int | None = None
+    emb_dim: int | None = None
     JK: str = "last"
     graph_pooling: str = "mean"
     dropout: float = 0.5
@@ -100,6 +105,7 @@ class FinetuneConfig:
     device: str = "auto"
     num_workers: int = 0
     num_threads: int | None = None
+    jobs: int = 1
     eval_batch_size: int = 256
     report: str = "best-valid"
     overwrite: bool = False
@@ -111,6 +117,9 @@ class FinetuneConfig:
     smiles_column: str | None = None
     target_columns: list[str] | None = None
     task_type: str | None = None
+    amp: bool = False  # bf16 autocast (changes results: a RESULT_KEY)
+    fused: bool = False  # train the seeds as one stacked computation (gnnpretrain.train.sweep); bookkeeping
+    fuse_max: int | None = None  # cap on models per fused group (None: automatic)
 
     def __post_init__(self) -> None:
         self.seeds = parse_seeds(self.seeds)
@@ -122,30 +131,43 @@ class FinetuneConfig:
             raise ValueError(f"task_type must be 'classification', 'regression' or None (infer), got {self.task_type!r}")
         if self.report not in REPORT_MODES:
             raise ValueError(f"report must be one of {REPORT_MODES}, got {self.report!r}")
+        self._resolve_input_model()
         for key in ("epochs", "batch_size", "num_layer", "emb_dim", "eval_batch_size"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1 (or None for torch's default), got {self.num_threads}")
+        if int(self.jobs) < 1:
+            raise ValueError(f"jobs must be >= 1, got {self.jobs}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.fuse_max is not None and int(self.fuse_max) < 1:
+            raise ValueError(f"fuse_max must be >= 1 (or None for automatic), got {self.fuse_max}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+
+    def _resolve_input_model(self) -> None:
+        """A hub name becomes its local file; unset architecture options come from the checkpoint."""
+        arch: dict[str, Any] = {}
         if self.input_model_file is not None:
             self.input_model_file = str(self.input_model_file)
-            if not Path(self.input_model_file).is_file():
-                from gnnpretrain import hub
+            from gnnpretrain import hub
 
-                if self.input_model_file in hub.REGISTRY:  # a published model by name: its local file
-                    self.input_model_file = str(hub.resolve(self.input_model_file, cache=self.cache))
+            if not Path(self.input_model_file).is_file() and self.input_model_file in hub.REGISTRY:
+                self.input_model_file = str(hub.resolve(self.input_model_file, cache=self.cache))
             if not Path(self.input_model_file).is_file():
                 raise FileNotFoundError(
                     f"--input-model-file {self.input_model_file}: no such file. Give the path of an "
-                    "encoder checkpoint (e.g. model.pth from scripts/pretrain.py or a reference .pth), "
-                    "or omit it to fine-tune from scratch."
+                    "encoder checkpoint (e.g. model.pth from scripts/pretrain.py or a reference .pth) or a "
+                    "published model's name (gnnpretrain.hub.list()), or omit it to fine-tune from scratch."
                 )
+            if None in (self.gnn_type, self.num_layer, self.emb_dim):
+                arch = hub.architecture_of(self.input_model_file)
+        self.gnn_type = self.gnn_type or arch.get("gnn_type", "gin")
+        self.num_layer = self.num_layer or arch.get("num_layer", 5)
+        self.emb_dim = self.emb_dim or arch.get("emb_dim", 300)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -158,19 +180,54 @@ RESULT_KEYS = (
     "epochs", "batch_size", "lr", "decay", "split", "split_seed", "featurizer", "input_model_sha256",
     # CSV datasets (absent = None in older files, which matches benchmark datasets)
     "smiles_column", "target_columns", "task_type", "dataset_sha256",
+    # bf16 autocast; absent in older files = False (see RESULT_KEY_DEFAULTS)
+    "amp",
 )
+#: Value of a result key in files written before the key existed (so old files stay valid);
+#: keys not listed here default to ``None``.
+RESULT_KEY_DEFAULTS: dict[str, Any] = {"amp": False}
 
 
 class ConfigMismatchError(UserError, RuntimeError):
     """A finished seed file exists for a different configuration (see the module docstring)."""
 
 
+#: Checkpoint file stems that say nothing about the run (the folder name is added to them).
+_GENERIC_STEMS = frozenset({"model", "encoder", "checkpoint", "best", "last", "final", "weights"})
+
+
+def safe_name(text: str) -> str:
+    """``text`` as a portable file or folder name: letters, digits, ``.``, ``_``, ``-`` only."""
+    out = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    return out or "run"
+
+
+def checkpoint_label(path: str | os.PathLike) -> str:
+    """A short, filesystem-safe name for a checkpoint that differs for different weights.
+
+    The file stem (after the run folder's name when the stem is generic, e.g.
+    ``contextpred-model`` for ``runs/pretrain/contextpred/model.pth``) plus the first 8 hex digits
+    of its SHA-256, so two checkpoints both called ``model.pth`` never share a results folder.
+    """
+    p = Path(path)
+    stem = p.stem
+    if stem.lower() in _GENERIC_STEMS and p.resolve().parent.name:
+        stem = f"{p.resolve().parent.name}-{stem}"
+    return safe_name(f"{stem}-{_sha256(str(p))[:8]}")
+
+
 def default_output(config: FinetuneConfig) -> Path:
-    """``<domain>/runs/finetune/<name>`` in the checkout; the name defaults to gnn type + checkpoint stem."""
-    name = config.name
-    if not name:
-        stem = Path(config.input_model_file).stem if config.input_model_file else "scratch"
-        name = f"{config.gnn_type}_{stem}"
+    """``<domain>/runs/finetune/<name>`` in the checkout.
+
+    The name defaults to ``<gnn type>_scratch`` or ``<gnn type>_<checkpoint label>``
+    (:func:`checkpoint_label`: stem + content hash); a given ``name`` is made filesystem-safe.
+    """
+    if config.name:
+        name = safe_name(config.name)
+    elif config.input_model_file:
+        name = f"{config.gnn_type}_{checkpoint_label(config.input_model_file)}"
+    else:
+        name = f"{config.gnn_type}_scratch"
     return _REPO / config.domain / "runs" / "finetune" / name
 
 
@@ -182,7 +239,9 @@ def dataset_dirname(dataset: str) -> str:
 
 
 def output_dir(config: FinetuneConfig) -> Path:
-    return (Path(config.output) if config.output else default_output(config)) / dataset_dirname(config.dataset)
+    """``<output>/<dataset label>``, filesystem-safe (``string_human:max_centres=3000`` has no ``:``/``=``)."""
+    return (Path(config.output) if config.output else default_output(config)) / safe_name(
+        dataset_dirname(config.dataset))
 
 
 def seed_path(config: FinetuneConfig, seed: int) -> Path:
@@ -303,14 +362,29 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device) -> tuple[floa
     return roc_auc_multitask(torch.cat(ys), torch.cat(scores))
 
 
+def autocast(device: torch.device, amp: bool):
+    """bf16 autocast on ``device`` when ``amp`` (matmuls in bf16; callers keep loss/metrics in fp32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(amp))
+
+
+def amp_note(device: torch.device) -> str | None:
+    """Why bf16 would be slow on ``device`` (``None`` when the hardware has native bf16 matmuls)."""
+    if device.type == "cuda":
+        return None if torch.cuda.is_bf16_supported() else "this GPU has no native bf16"
+    cpu = getattr(torch, "cpu", None)
+    has = getattr(cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(cpu, "_is_amx_tile_supported", lambda: False)()
+    return None if has else "this CPU has no AVX512-BF16/AMX: bf16 is emulated and usually slower than fp32"
+
+
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: torch.nn.Module, loader, device: torch.device, amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """``(y, raw model outputs)`` over ``loader``, on the CPU (eval mode)."""
     model.eval()
     ys, outs = [], []
     for batch in loader:
         batch = batch.to(device)
-        out = model(batch)
+        with autocast(device, amp):
+            out = model(batch)
         ys.append(batch.y.reshape(out.shape).float().cpu())
         outs.append(out.float().cpu())
     return torch.cat(ys), torch.cat(outs)
@@ -322,14 +396,25 @@ def score_predictions(objective: Objective, scaler: TargetScaler, y: torch.Tenso
     return objective.score(y, pred)
 
 
+#: Training sets with at least this many batches get a progress bar within each epoch (HIV, bio).
+BATCH_PROGRESS_MIN = 200
+
+
 def _train_epoch(model, loader, optimizer, device, objective: Objective | None = None,
-                 scaler: TargetScaler | None = None) -> float:
+                 scaler: TargetScaler | None = None, amp: bool = False, progress: str | None = None) -> float:
+    """One epoch; ``progress`` (a description) shows a per-batch bar on large training sets."""
     objective = objective or get_objective("classification")
     model.train()
     total, n = 0.0, 0
+    if progress is not None and len(loader) >= BATCH_PROGRESS_MIN:
+        from tqdm.auto import tqdm
+
+        loader = tqdm(loader, desc=progress, unit="batch", leave=False, dynamic_ncols=True, mininterval=1.0)
     for batch in loader:
         batch = batch.to(device)
-        logits = model(batch)
+        with autocast(device, amp):
+            logits = model(batch)
+        logits = logits.float()
         target = batch.y.reshape(logits.shape).float()
         if scaler is not None and objective.task_type == "regression":
             target = scaler.transform(target)
@@ -352,11 +437,18 @@ def _best_epoch(curve: list[dict], objective: Objective | None = None) -> dict:
 
 
 def _epoch_scores(objective: Objective, scaler: TargetScaler, task: Task, model, valid_loader, test_loader,
-                  device) -> tuple[dict, list]:
+                  device, amp: bool = False) -> tuple[dict, list]:
     """One curve row's metrics: ``valid_score``/``test_score`` (+ ``*_auc`` or ``*_rmse/mae/r2``) and test subsets."""
+    preds = {part: predict(model, loader, device, amp) for part, loader in (("valid", valid_loader), ("test", test_loader))}
+    return scores_from_predictions(objective, scaler, task, preds)
+
+
+def scores_from_predictions(objective: Objective, scaler: TargetScaler, task: Task,
+                            preds: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> tuple[dict, list]:
+    """:func:`_epoch_scores` from ``{"valid": (y, out), "test": (y, out)}`` (fused sweeps score here too)."""
     row: dict[str, Any] = {}
-    for part, loader in (("valid", valid_loader), ("test", test_loader)):
-        y, out = predict(model, loader, device)
+    for part in ("valid", "test"):
+        y, out = preds[part]
         m = score_predictions(objective, scaler, y, out)
         row[f"{part}_score"] = m["score"]
         if objective.task_type == "classification":
@@ -390,6 +482,8 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
         # faster than letting intra-op threads compete (measured: 9x on a loaded 2-core machine)
         torch.set_num_threads(config.num_threads)
     _check_split_has_classes(task)
+    if config.amp and amp_note(device):
+        warnings.warn(f"--amp: {amp_note(device)}", stacklevel=2)
     objective = get_objective(task.task_type)
     scaler = (TargetScaler.fit(torch.cat([g.y.reshape(1, -1) for g in task.graphs("train")]))
               if task.task_type == "regression" else TargetScaler.identity(task.num_tasks))
@@ -405,17 +499,26 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
     bar = tqdm(range(1, config.epochs + 1), desc=f"{task.name} seed {seed}", leave=False,
                disable=not config.progress, dynamic_ncols=True)
     for epoch in bar:
-        loss = _train_epoch(model, train_loader, optimizer, device, objective, scaler)
+        loss = _train_epoch(model, train_loader, optimizer, device, objective, scaler, config.amp,
+                            progress=f"  epoch {epoch}/{config.epochs}" if config.progress else None)
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"{task.name} seed {seed}: training loss became {loss} at epoch {epoch}; lower --lr"
             )
-        scores, test_per_task = _epoch_scores(objective, scaler, task, model, valid_loader, test_loader, device)
+        scores, test_per_task = _epoch_scores(objective, scaler, task, model, valid_loader, test_loader, device,
+                                              config.amp)
         curve.append({"epoch": epoch, "train_loss": loss, **scores, "time_s": round(time.time() - t0, 3),
                       "test_per_task": test_per_task})
         bar.set_postfix(loss=f"{loss:.4f}", valid=f"{scores['valid_score']:.4f}", test=f"{scores['test_score']:.4f}")
     bar.close()
+    num_params = sum(p.numel() for p in model.parameters())
+    return make_record(task, seed, config, curve, num_params, round(time.time() - t0, 3), device, objective, scaler)
 
+
+def make_record(task: Task, seed: int, config: FinetuneConfig, curve: list[dict], num_params: int,
+                wall_time_s: float, device: torch.device, objective: Objective, scaler: TargetScaler) -> dict:
+    """The seed record written to ``seed<k>.json`` from a finished training curve (shared by separate
+    runs and fused sweeps, so their files are interchangeable); ``curve`` rows as :func:`finetune_seed`'s."""
     best = _best_epoch(curve, objective)
     last = curve[-1]
 
@@ -439,12 +542,12 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
         "config": _recorded_config(config),
         "split": {"method": task.split, "split_seed": config.split_seed, **task.sizes},
         "num_tasks": task.num_tasks,
-        "num_params": sum(p.numel() for p in model.parameters()),
+        "num_params": num_params,
         "task_info": task.info,
         "curve": [{k: v for k, v in r.items() if k != "test_per_task"} for r in curve],
         "last": pick(last),
         "best_valid": pick(best),
-        "wall_time_s": round(time.time() - t0, 3),
+        "wall_time_s": wall_time_s,
         "device": str(device),
         "torch_version": torch.__version__,
         "runtime": runtime_info(device),
@@ -453,9 +556,9 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
 
 def _mismatch(recorded: dict, current: dict) -> list[str]:
     return [
-        f"{k}: file has {recorded.get(k)!r}, now {current.get(k)!r}"
+        f"{k}: file has {recorded.get(k, RESULT_KEY_DEFAULTS.get(k))!r}, now {current.get(k)!r}"
         for k in RESULT_KEYS
-        if recorded.get(k) != current.get(k)
+        if recorded.get(k, RESULT_KEY_DEFAULTS.get(k)) != current.get(k)
     ]
 
 
@@ -575,6 +678,8 @@ def summarize(config: FinetuneConfig, records: list[dict] | None = None) -> dict
             for r in records
         ],
         "wall_time_s_total": round(sum(r["wall_time_s"] for r in records), 3),
+        # every distinct runtime (versions, threads, device) the seeds were computed under
+        "runtimes": [json.loads(u) for u in dict.fromkeys(json.dumps(r.get("runtime"), sort_keys=True) for r in records)],
     }
     atomic_write_json(output_dir(config) / "summary.json", summary)
     return summary
@@ -605,6 +710,9 @@ def run_finetune(config: FinetuneConfig) -> dict:
     """Run (or resume) every seed of ``config`` and return the summary (also in ``summary.json``).
 
     Resuming checks every seed file first, so a configuration mismatch fails before any training.
+    With ``config.jobs > 1`` the unfinished seeds run in that many parallel processes with one torch
+    thread each (on a small CPU that beats sequential seeds with several threads; see
+    ``benchmarks/RESULTS.md``); every seed computes exactly what it computes alone.
     """
     from gnnpretrain.outputs import output_lock
 
@@ -623,17 +731,89 @@ def _run_finetune_locked(config: FinetuneConfig) -> dict:
 
     current = _recorded_config(config)
     done = {s: load_finished(config, s, current) for s in config.seeds}
-    task = load_task(config) if any(r is None for r in done.values()) else None
-    records = []
-    bar = tqdm(config.seeds, desc=f"{config.dataset} seeds", disable=not config.progress, dynamic_ncols=True)
-    for seed in bar:
-        if done[seed] is not None:
-            rec = {**done[seed], "skipped": True}
-        else:
-            rec = run_seed(config, seed, task, check=False)
-        records.append(rec)
+    todo = [s for s in config.seeds if done[s] is None]
+    task = load_task(config) if todo else None
+    records = {s: {**r, "skipped": True} for s, r in done.items() if r is not None}
+    bar = tqdm(total=len(config.seeds), desc=f"{config.dataset} seeds", disable=not config.progress,
+               dynamic_ncols=True)
+    bar.update(len(records))
+
+    def finished(rec: dict) -> None:
+        records[rec["seed"]] = rec
+        bar.update(1)
         key = "test_score" if "test_score" in rec["best_valid"] else "test_auc"
-        bar.set_postfix(seed=seed, test_bv=f"{rec['best_valid'][key]:.4f}",
-                        test_last=f"{rec['last'][key]:.4f}", skipped=rec["skipped"])
+        bar.set_postfix(seed=rec["seed"], test_bv=f"{rec['best_valid'][key]:.4f}",
+                        test_last=f"{rec['last'][key]:.4f}")
+
+    def note() -> str:
+        n_done = sum(1 for s in config.seeds if s in records)
+        return (f"{n_done} of {len(config.seeds)} fine-tuning seeds are finished and saved in {output_dir(config)}; "
+                "the same command continues with the others")
+
+    from gnnpretrain.runtime import interrupt_note
+
+    jobs = min(int(config.jobs), len(todo))
+    with interrupt_note(note):
+        if config.fused and todo:
+            # one stacked computation per group of seeds (gnnpretrain.train.sweep); with jobs > 1 the
+            # seeds are dealt to that many processes, each training its share as fused groups
+            if jobs > 1:
+                for recs in _run_seeds_parallel(config, task, [todo[i::jobs] for i in range(jobs)], jobs):
+                    for rec in recs:
+                        finished(rec)
+            else:
+                from gnnpretrain.train.sweep import run_members
+
+                for rec in run_members([(config, s) for s in todo], fuse_max=config.fuse_max, task=task):
+                    finished(rec)
+        elif jobs > 1:
+            for rec in _run_seeds_parallel(config, task, todo, jobs):
+                finished(rec)
+        else:
+            for seed in todo:
+                finished(run_seed(config, seed, task, check=False))
     bar.close()
-    return summarize(config, records)
+    return summarize(config, [records[s] for s in config.seeds])
+
+
+# Parallel seeds: the task is handed to forked workers through this global (no pickling of graphs).
+_PARALLEL_TASK: Task | None = None
+
+
+def _parallel_init(threads: int) -> None:
+    from gnnpretrain.runtime import ignore_interrupts_in_worker
+
+    ignore_interrupts_in_worker()  # Ctrl-C: the parent prints one line and terminates the pool
+    torch.set_num_threads(threads)
+
+
+def _parallel_seed(args: tuple[FinetuneConfig, int | list[int]]) -> dict | list[dict]:
+    config, seed = args
+    if isinstance(seed, list):  # a fused share: its seeds as fused groups, records in seed order
+        from gnnpretrain.train.sweep import run_members
+
+        return run_members([(config, s) for s in seed], fuse_max=config.fuse_max, task=_PARALLEL_TASK)
+    return run_seed(config, seed, _PARALLEL_TASK, check=False)
+
+
+def _run_seeds_parallel(config: FinetuneConfig, task: Task, seeds: list, jobs: int):
+    """Yield the records of ``seeds`` as ``jobs`` worker processes (one thread each) finish them
+    (an item that is a list of seeds is one fused share; its worker yields the list of records).
+
+    Each worker writes its seed file atomically, so an interruption keeps every finished seed.
+    """
+    global _PARALLEL_TASK
+    import multiprocessing as mp
+
+    worker_config = dataclasses.replace(config, progress=False, jobs=1)
+    try:
+        ctx = mp.get_context("fork")  # workers inherit the loaded task
+    except ValueError:
+        ctx = mp.get_context("spawn")  # they load it from the cache instead
+    _PARALLEL_TASK = task
+    try:
+        with ctx.Pool(jobs, initializer=_parallel_init, initargs=(config.num_threads or 1,)) as pool:
+            # leaving the block (normally, on an error or on Ctrl-C) terminates the workers
+            yield from pool.imap_unordered(_parallel_seed, [(worker_config, s) for s in seeds])
+    finally:
+        _PARALLEL_TASK = None

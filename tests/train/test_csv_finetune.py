@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -82,28 +81,42 @@ def test_csv_classification_multitarget_with_missing_labels(data_dir, tmp_path):
     assert summarize(cfg, [old])["test_auc"] == summarize(cfg, [rec])["test_auc"]
 
 
-def _script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "finetune.py"), *args], capture_output=True,
-                          text=True, cwd=REPO, timeout=600)
+def _script(*args: str, capsys=None) -> subprocess.CompletedProcess:
+    """Run scripts/finetune.py in this process through run_cli (as ``python scripts/finetune.py`` does)."""
+    import importlib.util
+
+    from gnnpretrain.utils import run_cli
+
+    spec = importlib.util.spec_from_file_location("ft_cli_csv", REPO / "scripts" / "finetune.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    capsys.readouterr()
+    code = 0
+    try:
+        run_cli(cli.main, list(args))
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
 
 
-def test_csv_regression_script_resume_and_bad_inputs(moleculeace_csv, tmp_path):
+def test_csv_regression_script_resume_and_bad_inputs(moleculeace_csv, tmp_path, capsys):
     raw = pd.read_csv(moleculeace_csv)
     df = pd.DataFrame({"mol": raw["smiles"], "pKi": raw["y"], "part": raw["split"], "note": "x"})
     path = tmp_path / "ki.csv"
     df.to_csv(path, index=False)
     common = ["--dataset", str(path), "--smiles-column", "mol", "--epochs", "2", "--seeds", "0", "--emb-dim", "16",
               "--num-layer", "2", "--threads", "1", "--no-progress", "--output", str(tmp_path / "out")]
-    res = _script(*common, "--target-columns", "pKi", "--split", "column:part")
+    res = _script(*common, "--target-columns", "pKi", "--split", "column:part", capsys=capsys)
     assert res.returncode == 0, res.stderr
     assert "test RMSE" in res.stdout
     rec = json.loads((tmp_path / "out" / "ki" / "seed0.json").read_text())
     assert rec["task_type"] == "regression" and rec["split"]["test"] == int((raw["split"] == "test").sum())
-    again = _script(*common, "--target-columns", "pKi", "--split", "column:part")
+    again = _script(*common, "--target-columns", "pKi", "--split", "column:part", capsys=capsys)
     assert again.returncode == 0 and json.loads((tmp_path / "out" / "ki" / "seed0.json").read_text()) == rec
 
     # unknown column (CLI): one line naming it and listing the file's columns
-    bad = get_err(_script(*common[:-1], str(tmp_path / "out2"), "--target-columns", "pIC50"))
+    bad = get_err(_script(*common[:-1], str(tmp_path / "out2"), "--target-columns", "pIC50", capsys=capsys))
     assert "'pIC50'" in bad and "'mol', 'pKi', 'part', 'note'" in bad
     # non-numeric target; classification asked for real values (library: the same messages run_cli prints)
     with pytest.raises(ValueError, match="must hold numbers") as err:
@@ -129,3 +142,19 @@ def test_custom_dataset_names_and_errors(tmp_path):
         get_task("chem", "moleculeace:CHEMBL0_Ki")
     with pytest.raises(ValueError, match="only apply to a CSV"):
         get_task("chem", "bbbp", target_columns=["p_np"])
+
+
+def test_architecture_follows_the_checkpoint(tmp_path):
+    from gnnpretrain.nn import GNN
+    from gnnpretrain.paths import checkpoints_root
+
+    if (checkpoints_root() / "chem" / "graphsage_supervised_contextpred.pth").is_file():
+        cfg = FinetuneConfig(dataset="bbbp", input_model_file="graphsage_supervised_contextpred")
+        assert (cfg.gnn_type, cfg.num_layer, cfg.emb_dim) == ("graphsage", 5, 300)
+        assert Path(cfg.input_model_file).is_file()
+    path = tmp_path / "gat_small.pth"
+    torch.save(GNN(num_layer=2, emb_dim=8, gnn_type="gat").state_dict(), path)
+    cfg = FinetuneConfig(dataset="bbbp", input_model_file=str(path))
+    assert (cfg.gnn_type, cfg.num_layer, cfg.emb_dim) == ("gat", 2, 8)
+    assert (FinetuneConfig().gnn_type, FinetuneConfig().emb_dim) == ("gin", 300)  # scratch: the paper's
+    assert FinetuneConfig(input_model_file=str(path), emb_dim=16).emb_dim == 16  # explicit wins

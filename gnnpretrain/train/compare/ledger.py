@@ -72,11 +72,13 @@ HASH_KEYS = (
 
 def config_hash(recorded_config: dict[str, Any]) -> str:
     """Short hash of every option that changes a seed's result (``finetune.RESULT_KEYS``)."""
-    from gnnpretrain.train.finetune import RESULT_KEYS
+    from gnnpretrain.train.finetune import RESULT_KEY_DEFAULTS, RESULT_KEYS
 
     spec = {k: recorded_config.get(k) for k in HASH_KEYS}
+    # later keys enter only when set to something other than their old-file default (None, or
+    # finetune.RESULT_KEY_DEFAULTS: amp=False), so fp32 lines keep the hash they always had
     spec.update({k: recorded_config[k] for k in RESULT_KEYS
-                 if k not in HASH_KEYS and recorded_config.get(k) is not None})
+                 if k not in HASH_KEYS and recorded_config.get(k) not in (None, RESULT_KEY_DEFAULTS.get(k))})
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -1,0 +1,383 @@
+"""G ``GNNGraphPred`` models of one architecture evaluated as *one* computation.
+
+Why: the fine-tuning protocol trains many models that differ only in seed and starting checkpoint
+(10 seeds x every pre-training strategy per data set). One model at batch 32 leaves most of a GPU
+idle and pays Python/launch overhead per layer; G models stacked on a leading axis share every
+step. :mod:`gnnpretrain.train.sweep` trains them; this module only computes.
+
+Layout (measured choice; ``torch.func.vmap`` over ``functional_call`` of the PyG model ran 3-4x
+*slower* than G separate steps on one CPU thread, and cannot give each model its own graphs):
+
+* parameters: every tensor of the plain model stacked to ``[G, *shape]`` (:class:`StackedGraphPred`
+  is built *from* G plain models, so initialisation and checkpoint loading stay those of
+  :func:`gnnpretrain.train.finetune.build_model`); :meth:`StackedGraphPred.unstack` gives model g's
+  state dict back;
+* nodes: a padded ``[G, Nmax, d]`` block (model g's batch in rows ``g*Nmax ...``), so every dense
+  layer is one batched matmul ``[G, Nmax, in] @ [G, in, out]``;
+* message passing, softmax and pooling: on the disjoint union of the G batches (flattened
+  ``G*Nmax`` node index; pad nodes have only their self loop and belong to no graph), with the same
+  PyG ``scatter``/``softmax`` and the same edge order per node as the plain layers, so sums are taken
+  in the same order;
+* BatchNorm: statistics per model over its real nodes only (pads masked), running stats per model;
+* dropout: per-model masks; with per-model ``torch.Generator`` states (see ``dropout_generators``) the
+  masks are *bit-identical* to a separate run's on CPU (same ``bernoulli_`` call on the same shape).
+
+Supported: ``gnn_type`` gin/gcn/graphsage/gat, ``input="reference"``, every JK mode, pooling
+sum/mean/max, no centre pooling. :func:`unsupported_reason` names anything else (callers fall back to
+separate runs).
+
+``amp=True`` runs the batched matmuls in bfloat16 (inputs cast, output cast back to fp32) — what
+``torch.autocast`` does to ``linear``/``bmm`` — while message passing, BatchNorm, softmax, pooling
+and the loss stay fp32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.utils import scatter, softmax
+
+from gnnpretrain.nn.input import NUM_ATOM_TYPE, NUM_BOND_DIRECTION, NUM_BOND_TYPE, NUM_CHIRALITY_TAG, SELF_LOOP_BOND_TYPE
+
+__all__ = ["FusedBatch", "StackedGraphPred", "unsupported_reason", "SUPPORTED_GNN_TYPES", "SUPPORTED_POOLINGS"]
+
+SUPPORTED_GNN_TYPES = ("gin", "gcn", "graphsage", "gat")
+SUPPORTED_POOLINGS = ("sum", "mean", "max")
+_BN_EPS = 1e-5
+_BN_MOMENTUM = 0.1
+
+
+def unsupported_reason(model: nn.Module) -> str | None:
+    """``None`` if ``model`` (a ``GNNGraphPred``) can be stacked, else why not (one short phrase)."""
+    gnn = getattr(model, "gnn", None)
+    if gnn is None:
+        return f"{type(model).__name__} is not a GNNGraphPred"
+    if gnn.gnn_type not in SUPPORTED_GNN_TYPES:
+        return f"gnn_type {gnn.gnn_type!r}"
+    if gnn.input != "reference":
+        return f"input encoder {gnn.input!r} (only the reference chem featurizer is stacked)"
+    if model.graph_pooling not in SUPPORTED_POOLINGS:
+        return f"graph_pooling {model.graph_pooling!r} (stacked: {', '.join(SUPPORTED_POOLINGS)})"
+    if getattr(model, "center_pool", False):
+        return "centre-node pooling"
+    if gnn.gnn_type == "gat" and getattr(gnn.gnns[0], "heads", 2) != 2:
+        return "GAT with heads != 2"
+    return None
+
+
+@dataclass
+class FusedBatch:
+    """G graph batches (one per model) as one disjoint union in padded node layout.
+
+    ``x [G*Nmax, 2]`` (pad rows: atom 0, chirality 0), ``edge_index [2, E]`` in the flattened node
+    numbering (real edges, model by model, each model's in its PyG collation order),
+    ``edge_attr [E, 2]``, ``edge_model [E]``, ``counts [G]`` real nodes per model,
+    ``graph_index [G*Nmax]`` = ``g*B + b`` for real nodes and ``G*B`` for pads, ``y [G, B, T]``.
+    """
+
+    x: Tensor
+    edge_index: Tensor
+    edge_attr: Tensor
+    edge_model: Tensor
+    counts: Tensor
+    graph_index: Tensor
+    num_models: int
+    nmax: int
+    num_graphs: int  # per model (B)
+    y: Tensor | None = None
+    padded: bool = True
+
+    def to(self, device: torch.device) -> "FusedBatch":
+        fields = {k: (v.to(device, non_blocking=True) if isinstance(v, Tensor) else v) for k, v in self.__dict__.items()}
+        return FusedBatch(**fields)
+
+    @staticmethod
+    def replicate(batch, num_models: int) -> "FusedBatch":
+        """The same PyG ``Batch`` for every one of ``num_models`` models (evaluation: collated once)."""
+        n, e, b = batch.num_nodes, batch.edge_index.size(1), batch.num_graphs
+        g = torch.arange(num_models, device=batch.x.device)
+        edge_index = (batch.edge_index.unsqueeze(1) + (g * n).view(1, -1, 1)).reshape(2, -1)
+        graph_index = (batch.batch.view(1, -1) + (g * b).view(-1, 1)).reshape(-1)
+        y = batch.y.reshape(b, -1) if getattr(batch, "y", None) is not None else None
+        return FusedBatch(
+            x=batch.x.repeat(num_models, 1), edge_index=edge_index, edge_attr=batch.edge_attr.repeat(num_models, 1),
+            edge_model=g.repeat_interleave(e), counts=torch.full((num_models,), n, dtype=torch.long, device=g.device),
+            graph_index=graph_index, num_models=num_models, nmax=n, num_graphs=b,
+            y=None if y is None else y.unsqueeze(0).expand(num_models, -1, -1), padded=False,
+        )
+
+
+def _linear(x: Tensor, weight: Tensor, bias: Tensor | None, amp: bool) -> Tensor:
+    """Per-model ``x @ W^T + b``: ``x [G, N, in]``, ``weight [G, out, in]``, ``bias [G, out]``."""
+    if amp:
+        dt = torch.bfloat16
+        wt = weight.to(dt).transpose(1, 2)
+        if bias is None:
+            return torch.bmm(x.to(dt), wt).float()
+        return torch.baddbmm(bias.to(dt).unsqueeze(1), x.to(dt), wt).float()
+    if bias is None:
+        return torch.bmm(x, weight.transpose(1, 2))
+    return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+
+class StackedGraphPred(nn.Module):
+    """G ``GNNGraphPred`` models (same architecture) with parameters stacked on a leading model axis.
+
+    Built from plain models (``StackedGraphPred(models)``): the stacked tensors start as copies of
+    theirs. ``forward(fb: FusedBatch, models=None)`` returns logits ``[G, B, T]``; ``models`` (a
+    ``slice``) scores a subset, e.g. evaluation in chunks of models.
+    """
+
+    def __init__(self, models: Sequence[nn.Module], amp: bool = False, exact: bool = True) -> None:
+        super().__init__()
+        if not models:
+            raise ValueError("StackedGraphPred needs at least one model")
+        first = models[0]
+        reason = unsupported_reason(first)
+        if reason is not None:
+            raise ValueError(f"cannot stack this model: {reason}")
+        gnn = first.gnn
+        self.num_models = len(models)
+        self.num_layer = gnn.num_layer
+        self.emb_dim = gnn.emb_dim
+        self.gnn_type = gnn.gnn_type
+        self.JK = gnn.JK
+        self.drop_ratio = float(gnn.drop_ratio)
+        self.graph_pooling = first.graph_pooling
+        self.num_tasks = first.num_tasks
+        self.heads = getattr(gnn.gnns[0], "heads", 1) if self.gnn_type == "gat" else 1
+        self.amp = bool(amp)
+        #: ``exact=True`` (the CPU default): dense layers and BatchNorm call torch's own kernels model
+        #: by model on each model's real rows, and GAT scores attention with the plain layer's
+        #: formula, so gradients are bit-equal to separate runs. Why it matters: Adam turns gradient
+        #: noise of parameters whose true gradient is ~0 (a bias before a BatchNorm) into full-size
+        #: steps, so merely rounding-close gradients drift apart within a few dozen steps.
+        #: ``exact=False`` (the GPU path): one batched matmul per layer, one masked BatchNorm over
+        #: all models, attention split into node and edge-type parts — far fewer kernel launches.
+        self.exact = bool(exact)
+        self._names: list[str] = []
+        self._buffer_names: list[str] = []
+        keys0 = list(first.state_dict().keys())
+        for m in models[1:]:
+            if list(m.state_dict().keys()) != keys0 or unsupported_reason(m) is not None:
+                raise ValueError("all stacked models must have the same architecture")
+        self.params = nn.ParameterDict()
+        for name, _ in first.named_parameters():
+            stacked = torch.stack([dict(m.named_parameters())[name].detach() for m in models]).clone()
+            self.params[name.replace(".", "__")] = nn.Parameter(stacked)
+            self._names.append(name)
+        for name, _ in first.named_buffers():
+            stacked = torch.stack([dict(m.named_buffers())[name].detach() for m in models]).clone()
+            self.register_buffer("buf__" + name.replace(".", "__"), stacked)
+            self._buffer_names.append(name)
+        self.dropout_generators: list[torch.Generator] | None = None
+
+    # ---------------------------------------------------------------------------------- access
+    def p(self, name: str, models: slice) -> Tensor:
+        return self.params[name.replace(".", "__")][models]
+
+    def b(self, name: str) -> Tensor:
+        return getattr(self, "buf__" + name.replace(".", "__"))
+
+    def unstack(self, g: int) -> dict[str, Tensor]:
+        """Model ``g``'s state dict (detached copies), loadable into a plain ``GNNGraphPred``."""
+        out = {n: self.params[n.replace(".", "__")][g].detach().clone() for n in self._names}
+        out.update({n: self.b(n)[g].clone() for n in self._buffer_names})
+        return out
+
+    def num_params_per_model(self) -> int:
+        return sum(p[0].numel() for p in self.params.values())
+
+    # ------------------------------------------------------------------------------ forward
+    def forward(self, fb: FusedBatch, models: slice | None = None) -> Tensor:
+        sl = models if models is not None else slice(0, self.num_models)
+        G, d = fb.num_models, self.emb_dim
+        dev = fb.x.device
+        if self.exact and fb.padded:
+            raise ValueError("exact=True works on unpadded batches: collate with padded=False")
+        if not self.exact and not fb.padded and len(set(fb.counts.tolist())) > 1:
+            raise ValueError("exact=False needs equal rows per model: collate with padded=True")
+        # rows each model occupies in the flat node tensor (padded: Nmax each; else its node count)
+        seg = [fb.nmax] * G if fb.padded else fb.counts.tolist()
+        self._seg = seg
+        seg_t = torch.tensor(seg, device=dev)
+        noff = seg_t.cumsum(0) - seg_t
+        M = int(seg_t.sum())
+        node_model = torch.arange(G, device=dev).repeat_interleave(seg_t)
+
+        # input embeddings (x_embedding1 + x_embedding2), per-model tables flattened
+        w1 = self.p("gnn.x_embedding1.weight", sl).reshape(-1, d)
+        w2 = self.p("gnn.x_embedding2.weight", sl).reshape(-1, d)
+        h = F.embedding(node_model * NUM_ATOM_TYPE + fb.x[:, 0], w1) + F.embedding(node_model * NUM_CHIRALITY_TAG + fb.x[:, 1], w2)
+
+        # each model's self loops follow its real edges (as the plain convs append them), model by
+        # model: every node sees its edges in a separate run's order, and each model's edges form
+        # one contiguous block [start_g, end_g) (used by the exact GAT attention)
+        E = fb.edge_index.size(1)
+        ecount = torch.bincount(fb.edge_model, minlength=G)
+        eoff = ecount.cumsum(0) - ecount
+        real_pos = torch.arange(E, device=dev) + noff[fb.edge_model]
+        loop_pos = (eoff + ecount)[node_model] + torch.arange(M, device=dev)
+        row = torch.empty(E + M, dtype=torch.long, device=dev)
+        col = torch.empty_like(row)
+        bond = torch.full((E + M,), SELF_LOOP_BOND_TYPE, dtype=fb.edge_attr.dtype, device=dev)
+        direction = torch.zeros(E + M, dtype=fb.edge_attr.dtype, device=dev)
+        edge_model = torch.empty_like(row)
+        loops = torch.arange(M, device=dev)
+        row[real_pos], col[real_pos] = fb.edge_index[0], fb.edge_index[1]
+        row[loop_pos], col[loop_pos] = loops, loops
+        bond[real_pos], direction[real_pos] = fb.edge_attr[:, 0], fb.edge_attr[:, 1]
+        edge_model[real_pos], edge_model[loop_pos] = fb.edge_model, node_model
+        ends = (eoff + ecount + noff + seg_t).tolist()
+        self._edge_bounds = list(zip([0] + ends[:-1], ends))
+        bond_idx = edge_model * NUM_BOND_TYPE + bond
+        dir_idx = edge_model * NUM_BOND_DIRECTION + direction
+
+        mask = None
+        if self.training and fb.padded:
+            ar = torch.arange(fb.nmax, device=dev).view(1, -1)
+            mask = (ar < fb.counts.view(G, 1)).to(h.dtype).unsqueeze(-1)
+        self._deg_norm = None
+
+        h_list = [h]
+        for layer in range(self.num_layer):
+            pre = f"gnn.gnns.{layer}."
+            e1 = self.p(pre + "edge_embedding1.weight", sl)
+            e2 = self.p(pre + "edge_embedding2.weight", sl)
+            D = e1.size(-1)
+            eemb = F.embedding(bond_idx, e1.reshape(-1, D)) + F.embedding(dir_idx, e2.reshape(-1, D))
+            h = self._conv(pre, sl, h, row, col, eemb, G, M, e1, e2, bond_idx, dir_idx)
+            h = self._batch_norm(layer, sl, h, fb, mask)
+            if layer < self.num_layer - 1:
+                h = F.relu(h)
+            if self.training and self.drop_ratio > 0:
+                h = self._dropout(h, sl)
+            h_list.append(h)
+
+        if self.JK == "last":
+            rep = h_list[-1]
+        elif self.JK == "concat":
+            rep = torch.cat(h_list, dim=1)
+        elif self.JK == "max":
+            rep = torch.stack(h_list, dim=0).max(dim=0).values
+        else:
+            rep = torch.stack(h_list, dim=0).sum(dim=0)
+
+        B = fb.num_graphs
+        reduce = {"mean": "mean", "sum": "sum", "max": "max"}[self.graph_pooling]
+        pooled = scatter(rep, fb.graph_index, dim=0, dim_size=G * B + 1, reduce=reduce)[: G * B]
+        self._seg = [B] * G
+        return self._dense(pooled, "graph_pred_linear", sl).view(G, B, -1)
+
+    # -------------------------------------------------------------------------------- layers
+    def _dense(self, x: Tensor, name: str, sl: slice) -> Tensor:
+        """Per-model ``Linear`` on the flat ``[M, in]`` rows (model g owns ``self._seg[g]`` rows)."""
+        w, b = self.p(name + ".weight", sl), self.p(name + ".bias", sl)
+        if self.exact:
+            # torch's own kernel model by model on its rows: a separate run's call, shapes and
+            # rounding. split/unbind (not x[g]) keep autograd O(G): their backward is one cat/stack
+            xs, ws, bs = x.split(self._seg), w.unbind(0), b.unbind(0)
+            if self.amp:
+                dt = torch.bfloat16
+                return torch.cat([F.linear(xg.to(dt), wg.to(dt), bg.to(dt)) for xg, wg, bg in zip(xs, ws, bs)]).float()
+            return torch.cat([F.linear(xg, wg, bg) for xg, wg, bg in zip(xs, ws, bs)])
+        G = w.size(0)
+        return _linear(x.view(G, -1, x.size(-1)), w, b, self.amp).reshape(x.size(0), -1)
+
+    def _conv(self, pre, sl, h, row, col, eemb, G, M, e1, e2, bond_idx, dir_idx) -> Tensor:
+        d = self.emb_dim
+        t = self.gnn_type
+        if t == "gin":
+            aggr = scatter(h.index_select(0, col) + eemb, row, dim=0, dim_size=M, reduce="sum")
+            return self._dense(F.relu(self._dense(aggr, pre + "mlp.0", sl)), pre + "mlp.2", sl)
+        if t == "gcn":
+            if self._deg_norm is None:
+                deg = scatter(torch.ones_like(row, dtype=h.dtype), row, dim=0, dim_size=M, reduce="sum")
+                dis = deg.pow(-0.5)
+                dis[torch.isinf(dis)] = 0.0
+                self._deg_norm = dis[row] * dis[col]
+            xl = self._dense(h, pre + "linear", sl)
+            return scatter(self._deg_norm.view(-1, 1) * (xl.index_select(0, col) + eemb), row, dim=0, dim_size=M, reduce="sum")
+        if t == "graphsage":
+            xl = self._dense(h, pre + "linear", sl)
+            out = scatter(xl.index_select(0, col) + eemb, row, dim=0, dim_size=M, reduce="mean")
+            return F.normalize(out, p=2, dim=-1)
+        H = self.heads
+        xl = self._dense(h, pre + "weight_linear", sl).view(M, H, d)
+        x_j = xl.index_select(0, col) + eemb.view(-1, H, d)
+        bias = self.p(pre + "bias", sl)  # [G, d]
+        if self.exact:
+            # the plain layer's formula: model g's attention vector broadcast over its edge block
+            cat = torch.cat([xl.index_select(0, row), x_j], dim=-1)
+            att_g = self.p(pre + "att", sl).unbind(0)  # [1, H, 2d] each
+            alpha = torch.cat([(cat[a:b] * att_g[g]).sum(dim=-1) for g, (a, b) in enumerate(self._edge_bounds)])
+            alpha = softmax(F.leaky_relu(alpha, 0.2), row, None, M)
+            out = scatter(x_j * alpha.unsqueeze(-1), row, dim=0, dim_size=M, reduce="sum").mean(dim=1)
+            return torch.cat([o + bg for o, bg in zip(out.split(self._seg), bias.unbind(0))])
+        # alpha = <[(Wx)_i, (Wx)_j + e_ij], att> split into its node part (once per node) and its
+        # edge-embedding part (per model and bond/direction type): no [E, heads, 2d] gathered tensor
+        att = self.p(pre + "att", sl).view(G, H, 2 * d)
+        att_i, att_j = att[..., :d], att[..., d:]
+        xg = xl.view(G, -1, H, d)
+        s_i = (xg * att_i.unsqueeze(1)).sum(-1).reshape(M, H)
+        s_j = (xg * att_j.unsqueeze(1)).sum(-1).reshape(M, H)
+        t1 = (e1.view(G, -1, H, d) * att_j.unsqueeze(1)).sum(-1).reshape(-1, H)  # [G*6, H]
+        t2 = (e2.view(G, -1, H, d) * att_j.unsqueeze(1)).sum(-1).reshape(-1, H)  # [G*3, H]
+        alpha = s_i[row] + s_j[col] + t1[bond_idx] + t2[dir_idx]
+        alpha = softmax(F.leaky_relu(alpha, 0.2), row, None, M)
+        out = scatter(x_j * alpha.unsqueeze(-1), row, dim=0, dim_size=M, reduce="sum").mean(dim=1)
+        return (out.view(G, -1, d) + bias.unsqueeze(1)).reshape(M, d)
+
+    def _batch_norm(self, layer: int, sl: slice, h: Tensor, fb: FusedBatch, mask: Tensor | None) -> Tensor:
+        pre = f"gnn.batch_norms.{layer}."
+        weight, bias = self.p(pre + "weight", sl), self.p(pre + "bias", sl)
+        rm, rv = self.b(pre + "running_mean")[sl], self.b(pre + "running_var")[sl]
+        tracked = self.b(pre + "num_batches_tracked")[sl]
+        if self.training:
+            tracked.add_(1)
+        if self.exact:
+            # torch's own kernel on each model's rows: the very computation (and rounding) of a
+            # separate run. Adam turns gradient noise of parameters whose true gradient is ~0 (the
+            # bias before a BatchNorm) into full-size steps, so anything short of bit-equal
+            # gradients drifts apart within a few dozen steps.
+            return torch.cat([
+                F.batch_norm(hg, rm[g], rv[g], wg, bg, self.training, _BN_MOMENTUM, _BN_EPS)
+                for g, (hg, wg, bg) in enumerate(zip(h.split(self._seg), weight.unbind(0), bias.unbind(0)))
+            ])
+        G = weight.size(0)
+        x = h.view(G, -1, h.size(-1))
+        weight, bias = weight.unsqueeze(1), bias.unsqueeze(1)
+        if not self.training:
+            return ((x - rm.unsqueeze(1)) * torch.rsqrt(rv.unsqueeze(1) + _BN_EPS) * weight + bias).reshape(h.shape)
+        n = fb.counts.to(h.dtype).view(-1, 1, 1)
+        if mask is None:
+            mean = x.mean(dim=1, keepdim=True)
+            diff = x - mean
+            var = (diff * diff).mean(dim=1, keepdim=True)
+        else:
+            mean = (x * mask).sum(dim=1, keepdim=True) / n
+            diff = x - mean
+            dm = diff * mask
+            var = (dm * dm).sum(dim=1, keepdim=True) / n
+        with torch.no_grad():
+            unbiased = var * n / (n - 1).clamp(min=1)
+            rm.mul_(1 - _BN_MOMENTUM).add_(_BN_MOMENTUM * mean.squeeze(1))
+            rv.mul_(1 - _BN_MOMENTUM).add_(_BN_MOMENTUM * unbiased.squeeze(1))
+        return (diff * torch.rsqrt(var + _BN_EPS) * weight + bias).reshape(h.shape)
+
+    def _dropout(self, h: Tensor, sl: slice) -> Tensor:
+        p = self.drop_ratio
+        gens = self.dropout_generators
+        if gens is not None and h.device.type == "cpu" and self.exact:
+            # exactly F.dropout's CPU path (noise.bernoulli_(1-p).div_(1-p); input * noise), drawn from
+            # model g's own generator on the shape a separate run sees: bit-identical masks
+            noise = torch.cat([
+                torch.empty(n, h.size(1), dtype=h.dtype).bernoulli_(1 - p, generator=gen).div_(1 - p)
+                for n, gen in zip(self._seg, gens[sl])
+            ])
+            return h * noise
+        return h * torch.empty_like(h).bernoulli_(1 - p).div_(1 - p)

@@ -1,0 +1,454 @@
+"""Fused fine-tuning sweeps: G fine-tunes of one architecture on one data set as one computation.
+
+The protocol's compute is fine-tuning (10 seeds x every checkpoint x every data set), and those runs
+differ only in seed and starting checkpoint. :func:`run_members` trains any mix of ``(config, seed)``
+pairs that share the architecture and every result-changing option except the checkpoint as groups
+of :class:`~gnnpretrain.nn.stacked.StackedGraphPred` (one batched matmul per layer for all G models,
+message passing on the disjoint union of their batches, one Adam over the stacked tensors — Adam is
+element-wise, so that *is* G Adams with the same lr / eps / weight decay).
+
+Each model computes what its separate run (:func:`gnnpretrain.train.finetune.finetune_seed`) computes:
+
+* initialisation: ``seed_everything(seed)`` then ``build_model`` — the G plain models are built
+  exactly as separate runs build them, then stacked;
+* batch order: its own ``torch.Generator().manual_seed(seed)`` driving the same ``DataLoader``
+  sampler a separate run uses (only the graph *indices* are drawn that way; the G batches are then
+  collated together from flat tensors of the training split);
+* dropout: on CPU its own generator, continuing the global RNG state a separate run has after
+  building its model, so the masks are bit-identical; on CUDA independent per-model masks from the
+  device RNG (statistically, not bitwise, the separate run's);
+* evaluation: every valid/test batch is collated once and scored by all models (in chunks of models
+  that bound memory), with the same metric function as :func:`~gnnpretrain.train.finetune.evaluate`.
+
+Tested equal to separate runs (``tests/train/test_sweep.py``): training losses of the first steps to
+1e-5 relative for GIN and GAT, from scratch and from checkpoints, dropout 0 and the paper's 0.5.
+
+Records, resume and mismatch rules are those of separate runs: each seed gets the same
+``seed<k>.json`` (plus bookkeeping ``"fused": {"group_size": G, ...}``), finished seeds are skipped,
+a finished seed of another configuration is a :class:`~gnnpretrain.train.finetune.ConfigMismatchError`.
+A group also checkpoints its whole state (stacked weights, Adam, BatchNorm statistics, generator
+states, curves so far) after an epoch at most every ``checkpoint_interval_s`` seconds into
+``<output>/<dataset>/.sweep-<key>.pt``, so a killed sweep continues from its last saved epoch with
+the same results; the file is deleted once the group's seed files are written.
+
+Anything the stacked model does not cover (another input encoder, attention/set2set pooling,
+centre pooling, a metric other than ROC-AUC) runs as separate runs with a logged note.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from gnnpretrain.nn.stacked import FusedBatch, StackedGraphPred, unsupported_reason
+from gnnpretrain.train.finetune import (
+    RESULT_KEYS,
+    FinetuneConfig,
+    _check_split_has_classes,
+    _eval_batches,
+    _recorded_config,
+    build_model,
+    load_finished,
+    load_task,
+    make_record,
+    output_dir,
+    run_seed,
+    scores_from_predictions,
+    seed_path,
+)
+from gnnpretrain.train.objectives import TargetScaler, get_objective
+from gnnpretrain.train.tasks import Task
+from gnnpretrain.utils import atomic_torch_save, atomic_write_json, resolve_device, seed_everything
+
+__all__ = ["run_members", "train_group", "TrainStore", "fusion_key", "fallback_reason", "auto_group_size", "CPU_FUSE_DEFAULT"]
+
+log = logging.getLogger(__name__)
+Tensor = torch.Tensor
+
+#: Default group size on CPU (see benchmarks/RESULTS.md: throughput per graph stops improving
+#: beyond a few models on one core, while memory grows linearly).
+CPU_FUSE_DEFAULT = 10
+#: Node budget of one evaluation chunk (models x nodes of one eval batch).
+EVAL_NODE_BUDGET = {"cpu": 1 << 16, "cuda": 1 << 21}
+
+#: Result keys that may differ inside one fused group (the starting checkpoint).
+_PER_MEMBER_KEYS = ("input_model_sha256",)
+
+
+# ------------------------------------------------------------------------------------ collation
+class TrainStore:
+    """The training split as flat tensors, so G batches are gathered into one :class:`FusedBatch`
+    with a few index operations instead of G ``Batch.from_data_list`` calls."""
+
+    def __init__(self, graphs: Sequence) -> None:
+        self.x = torch.cat([g.x for g in graphs])
+        self.edge_index = torch.cat([g.edge_index for g in graphs], dim=1)
+        self.edge_attr = torch.cat([g.edge_attr for g in graphs])
+        self.num_nodes = torch.tensor([g.num_nodes for g in graphs], dtype=torch.long)
+        self.num_edges = torch.tensor([g.edge_index.size(1) for g in graphs], dtype=torch.long)
+        self.node_ptr = torch.cat([torch.zeros(1, dtype=torch.long), self.num_nodes.cumsum(0)])
+        self.edge_ptr = torch.cat([torch.zeros(1, dtype=torch.long), self.num_edges.cumsum(0)])
+        self.y = torch.cat([g.y.reshape(1, -1) for g in graphs]).float()
+
+    def __len__(self) -> int:
+        return int(self.num_nodes.numel())
+
+    @staticmethod
+    def _ranges(starts: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
+        """Concatenated ``arange(s, s + c)`` for each pair, and the position inside each range."""
+        total = int(counts.sum())
+        seg_start = torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+        within = torch.arange(total) - seg_start
+        return torch.repeat_interleave(starts, counts) + within, within
+
+    def collate(self, idx: "Tensor", padded: bool = False) -> FusedBatch:
+        """``idx [G, B]`` graph indices (model g's batch in row g, in its sampled order).
+
+        Unpadded (the CPU layout): model after model, like one PyG batch of all G*B graphs.
+        ``padded=True`` (the GPU layout): model g's nodes in rows ``g*Nmax ...``, for batched matmuls.
+        """
+        G, B = idx.shape
+        flat = idx.reshape(-1)
+        nc, ec = self.num_nodes[flat], self.num_edges[flat]
+        counts = nc.view(G, B).sum(1)
+        nmax = int(counts.max())
+        src, within = self._ranges(self.node_ptr[flat], nc)
+        if padded:
+            local_off = nc.view(G, B).cumsum(1) - nc.view(G, B)
+            goff = (torch.arange(G).view(G, 1) * nmax + local_off).reshape(-1)  # first node of each graph
+            dst = torch.repeat_interleave(goff, nc) + within
+            x = torch.zeros(G * nmax, self.x.size(1), dtype=self.x.dtype)
+            x[dst] = self.x[src]
+            graph_index = torch.full((G * nmax,), G * B, dtype=torch.long)
+            graph_index[dst] = torch.repeat_interleave(torch.arange(G * B), nc)
+        else:
+            goff = nc.cumsum(0) - nc
+            x = self.x[src]
+            graph_index = torch.repeat_interleave(torch.arange(G * B), nc)
+        esrc, _ = self._ranges(self.edge_ptr[flat], ec)
+        edge_index = self.edge_index[:, esrc] + torch.repeat_interleave(goff, ec)
+        edge_model = torch.repeat_interleave(torch.arange(G), ec.view(G, B).sum(1))
+        return FusedBatch(
+            x=x, edge_index=edge_index, edge_attr=self.edge_attr[esrc], edge_model=edge_model, counts=counts,
+            graph_index=graph_index, num_models=G, nmax=nmax, num_graphs=B, y=self.y[flat].view(G, B, -1),
+            padded=padded,
+        )
+
+
+def _index_loader(n: int, batch_size: int, generator: torch.Generator):
+    """Batches of training-graph *indices* drawn exactly as ``finetune._train_loader`` draws its
+    graphs: the same ``DataLoader`` sampler and per-epoch generator use, over ``range(n)``."""
+    from torch.utils.data import DataLoader
+
+    return DataLoader(range(n), batch_size=batch_size, shuffle=True, generator=generator)
+
+
+# ------------------------------------------------------------------------------------- grouping
+def fusion_key(config: FinetuneConfig) -> tuple:
+    """Members with equal keys can share one stacked computation (everything that changes results
+    except the starting checkpoint, plus where the data comes from)."""
+    rec = config.to_dict()
+    keys = [k for k in RESULT_KEYS if k not in _PER_MEMBER_KEYS]
+    return tuple((k, json.dumps(rec.get(k), sort_keys=True)) for k in keys) + (
+        ("data_root", str(config.data_root)), ("cache", str(config.cache)), ("device", str(config.device)),
+    )
+
+
+def fallback_reason(task: Task, config: FinetuneConfig) -> str | None:
+    """Why ``config`` on ``task`` cannot run fused (``None`` if it can)."""
+    if getattr(task, "task_type", "classification") != "classification":
+        return f"{task.task_type} task (fused sweeps train the classification loss)"
+    if task.model_kwargs.get("center_pool"):
+        return "centre-node pooling"
+    if config.num_workers:
+        return None  # batches are gathered in-process; workers are simply not needed
+    seed_everything(0)
+    return unsupported_reason(build_model(task, FinetuneConfig(**{**config.to_dict(), "input_model_file": None})))
+
+
+def auto_group_size(task: Task, config: FinetuneConfig, n: int, device: torch.device, fuse_max: int | None) -> int:
+    """How many models one group holds.
+
+    CPU: :data:`CPU_FUSE_DEFAULT` (throughput per graph stops improving beyond it on one core, see
+    benchmarks/RESULTS.md). CUDA: measured — the peak memory of one training step of 1 and of 2
+    stacked models gives the per-model cost, and the group fills 80% of the free memory.
+    ``fuse_max`` caps either.
+    """
+    cap = n if fuse_max is None else max(1, min(n, int(fuse_max)))
+    if device.type != "cuda":
+        return cap if fuse_max is not None else min(cap, CPU_FUSE_DEFAULT)
+    peaks = []
+    store = TrainStore(task.graphs("train"))
+    for g in (1, 2):
+        seed_everything(0)
+        models = [build_model(task, FinetuneConfig(**{**config.to_dict(), "input_model_file": None})) for _ in range(g)]
+        stacked = StackedGraphPred(models, amp=config.amp, exact=False).to(device)
+        stacked.train()
+        gen = torch.Generator().manual_seed(0)
+        idx = next(iter(_index_loader(len(store), config.batch_size, gen)))
+        fb = store.collate(idx.unsqueeze(0).expand(g, -1), padded=True).to(device)
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        _per_model_loss(stacked(fb), fb.y).sum().backward()
+        torch.cuda.synchronize(device)
+        # weights + grads + 2 Adam moments are not all in the step's peak: add them explicitly
+        params = sum(p.numel() * p.element_size() for p in stacked.parameters())
+        peaks.append(torch.cuda.max_memory_allocated(device) - base + 3 * params)
+        del stacked, models, fb
+        torch.cuda.empty_cache()
+    per_model = max(peaks[1] - peaks[0], 1)
+    fixed = max(peaks[0] - per_model, 0)
+    free, _ = torch.cuda.mem_get_info(device)
+    # batches vary in size: leave headroom (x1.5) for the largest ones
+    fit = int((0.8 * free - fixed) / (1.5 * per_model))
+    return max(1, min(cap, fit))
+
+
+# ------------------------------------------------------------------------------------- training
+def _per_model_loss(logits: Tensor, y: Tensor) -> Tensor:
+    """``masked_bce_with_logits`` of every model at once: ``[G, B, T]`` → ``[G]`` (mean over each
+    model's labelled entries; unlabelled entries give no loss and no gradient)."""
+    y = y.to(logits.device)
+    mask = ~torch.isnan(y)
+    target = torch.where(mask, y, torch.zeros_like(y)).to(logits.dtype)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    loss = torch.where(mask, loss, torch.zeros_like(loss))
+    return loss.flatten(1).sum(1) / mask.flatten(1).sum(1).clamp(min=1)
+
+
+@torch.no_grad()
+def _predict_group(stacked: StackedGraphPred, batches: list, device: torch.device) -> list[tuple[Tensor, Tensor]]:
+    """``(y, outputs)`` of every model, as ``finetune.predict``; each batch is collated once for all."""
+    stacked.eval()
+    G = stacked.num_models
+    budget = EVAL_NODE_BUDGET.get(device.type, EVAL_NODE_BUDGET["cpu"])
+    ys, scores = [], [[] for _ in range(G)]
+    for batch in batches:
+        batch = batch.to(device)
+        chunk = max(1, budget // max(batch.num_nodes, 1))
+        ys.append(batch.y.reshape(batch.num_graphs, -1).float().cpu())
+        for start in range(0, G, chunk):
+            sl = slice(start, min(G, start + chunk))
+            logits = stacked(FusedBatch.replicate(batch, sl.stop - sl.start), models=sl)
+            for k in range(sl.stop - sl.start):
+                scores[start + k].append(logits[k].float().cpu())
+    y = torch.cat(ys)
+    return [(y, torch.cat(s)) for s in scores]
+
+
+def _group_key(members: Sequence[tuple[FinetuneConfig, int]]) -> str:
+    items = []
+    for cfg, seed in members:
+        rec = _recorded_config(cfg)
+        items.append([{k: rec.get(k) for k in RESULT_KEYS}, int(seed), str(seed_path(cfg, seed))])
+    return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def state_path(members: Sequence[tuple[FinetuneConfig, int]]) -> Path:
+    """Where a group saves its mid-run state (beside its first member's seed file)."""
+    cfg, _ = members[0]
+    return output_dir(cfg) / f".sweep-{_group_key(members)}.pt"
+
+
+def train_group(
+    task: Task,
+    members: Sequence[tuple[FinetuneConfig, int]],
+    device: str | torch.device = "auto",
+    on_step: Callable[[int, int], None] | None = None,
+    checkpoint_interval_s: float = 300.0,
+    max_steps: int | None = None,
+) -> list[dict]:
+    """Train one group of compatible members as one stacked computation; return their records.
+
+    Nothing is written except the group state file (see the module docstring); ``on_step(epoch,
+    step)`` is called after every optimizer step (tests use it to interrupt a run). ``max_steps``
+    stops after that many steps of the first epoch without evaluating (used for equivalence tests
+    and benchmarks; returns per-step losses ``{"losses": [G, steps]}`` instead of records).
+    """
+    device = resolve_device(device)
+    cfg0 = members[0][0]
+    G = len(members)
+    if cfg0.num_threads:
+        torch.set_num_threads(cfg0.num_threads)
+    _check_split_has_classes(task)
+    objective = get_objective(task.task_type)
+    scaler = TargetScaler.identity(task.num_tasks)  # classification only (regression runs separately)
+    t0 = time.time()
+
+    plain, rng_states = [], []
+    for cfg, seed in members:
+        seed_everything(seed)
+        plain.append(build_model(task, cfg))
+        rng_states.append(torch.get_rng_state())  # what a separate run's dropout draws from next
+    num_params = sum(p.numel() for p in plain[0].parameters())
+    # CPU: bit-equal per-model kernels; GPU: batched kernels (fewer launches, rounding-close only)
+    stacked = StackedGraphPred(plain, amp=cfg0.amp, exact=device.type == "cpu").to(device)
+    del plain
+    drop_gens = []
+    for state in rng_states:
+        gen = torch.Generator()
+        gen.set_state(state)
+        drop_gens.append(gen)
+    stacked.dropout_generators = drop_gens
+    optimizer = torch.optim.Adam(stacked.parameters(), lr=cfg0.lr, weight_decay=cfg0.decay)
+    store = TrainStore(task.graphs("train"))
+    loader_gens = [torch.Generator().manual_seed(int(seed)) for _, seed in members]
+    valid_batches = _eval_batches(task, "valid", cfg0.eval_batch_size)
+    test_batches = _eval_batches(task, "test", cfg0.eval_batch_size)
+
+    curves: list[list[dict]] = [[] for _ in range(G)]
+    start_epoch, elapsed_before = 1, 0.0
+    spath = state_path(members) if max_steps is None else None
+    if spath is not None and spath.is_file():
+        try:
+            state = torch.load(spath, map_location=device, weights_only=True)
+            if state.get("key") != _group_key(members):
+                raise ValueError("state of another group")
+            stacked.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optim"])
+            for gen, s in zip(loader_gens, state["loader_gens"]):
+                gen.set_state(s)
+            for gen, s in zip(drop_gens, state["drop_gens"]):
+                gen.set_state(s)
+            curves = json.loads(state["curves"])
+            start_epoch = int(state["epoch"]) + 1
+            elapsed_before = float(state["elapsed"])
+            log.info("resuming fused group of %d from epoch %d (%s)", G, start_epoch, spath)
+        except Exception as err:  # a damaged/foreign state file costs time, never results
+            log.warning("ignoring fused-sweep state %s (%s); starting the group from epoch 1", spath, err)
+            curves, start_epoch, elapsed_before = [[] for _ in range(G)], 1, 0.0
+    t0 -= elapsed_before
+    last_save = time.time()
+    step_losses: list[Tensor] = []
+
+    for epoch in range(start_epoch, cfg0.epochs + 1):
+        stacked.train()
+        loaders = [_index_loader(len(store), cfg0.batch_size, gen) for gen in loader_gens]
+        iters = [iter(ld) for ld in loaders]
+        totals = torch.zeros(G, dtype=torch.float64)
+        seen = 0
+        for step in range(len(loaders[0])):
+            idx = torch.stack([next(it) for it in iters])
+            fb = store.collate(idx, padded=not stacked.exact).to(device)
+            losses = _per_model_loss(stacked(fb), fb.y)
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            optimizer.step()
+            detached = losses.detach().double().cpu()
+            totals += detached * fb.num_graphs  # as a separate run: float(loss) * num_graphs, summed
+            seen += fb.num_graphs
+            if max_steps is not None:
+                step_losses.append(detached)
+                if len(step_losses) >= max_steps:
+                    return [{"losses": torch.stack(step_losses, 1)}]
+            if on_step is not None:
+                on_step(epoch, step)
+        epoch_loss = (totals / max(seen, 1)).tolist()
+        bad = [members[g][1] for g in range(G) if not math.isfinite(epoch_loss[g])]
+        if bad:
+            raise FloatingPointError(f"{task.name} seed(s) {bad}: training loss became non-finite at epoch {epoch}; lower --lr")
+        valid = _predict_group(stacked, valid_batches, device)
+        test = _predict_group(stacked, test_batches, device)
+        share = round((time.time() - t0) / G, 3)
+        for g in range(G):
+            scores, per_task = scores_from_predictions(objective, scaler, task, {"valid": valid[g], "test": test[g]})
+            curves[g].append({"epoch": epoch, "train_loss": epoch_loss[g], **scores, "time_s": share,
+                              "test_per_task": per_task})
+        if spath is not None and epoch < cfg0.epochs and time.time() - last_save >= checkpoint_interval_s:
+            atomic_torch_save({
+                "key": _group_key(members), "epoch": epoch, "model": stacked.state_dict(),
+                "optim": optimizer.state_dict(), "loader_gens": [g.get_state() for g in loader_gens],
+                "drop_gens": [g.get_state() for g in drop_gens], "curves": json.dumps(curves),
+                "elapsed": time.time() - t0,
+            }, spath)
+            last_save = time.time()
+
+    wall = time.time() - t0
+    records = []
+    for g, (cfg, seed) in enumerate(members):
+        rec = make_record(task, seed, cfg, curves[g], num_params, round(wall / G, 3), device, objective, scaler)
+        rec["fused"] = {"group_size": G, "group_wall_time_s": round(wall, 3)}
+        records.append(rec)
+    return records
+
+
+def run_members(
+    members: Sequence[tuple[FinetuneConfig, int]],
+    fuse_max: int | None = None,
+    task: Task | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    checkpoint_interval_s: float = 300.0,
+    note: Callable[[str], None] | None = None,
+    on_record: Callable[[int, dict], None] | None = None,
+) -> list[dict]:
+    """Run (or resume) every ``(config, seed)`` member, fused where possible; records in member order.
+
+    Every member's finished file is checked first (a configuration mismatch fails before any
+    training, as :func:`~gnnpretrain.train.finetune.run_finetune`). Members are grouped by
+    :func:`fusion_key`; each group is split into chunks of at most ``fuse_max`` (default:
+    :func:`auto_group_size`) and trained by :func:`train_group`; each seed file is written atomically
+    as soon as its group finishes, then ``on_record(member_index, record)`` is called (the
+    comparison appends its ledger line there). Returned records carry ``"skipped"`` as
+    ``run_seed``'s do.
+    """
+    note = note or log.info
+    members = list(members)
+    results: dict[int, dict] = {}
+    todo: list[int] = []
+    seen: dict[str, int] = {}
+    for i, (cfg, seed) in enumerate(members):
+        path = str(seed_path(cfg, seed))
+        if path in seen:
+            raise ValueError(f"member {i} (seed {seed}) writes the same file as member {seen[path]}: {path}")
+        seen[path] = i
+        done = load_finished(cfg, seed)
+        if done is not None:
+            results[i] = {**done, "skipped": True}
+        else:
+            todo.append(i)
+
+    groups: dict[tuple, list[int]] = {}
+    for i in todo:
+        groups.setdefault(fusion_key(members[i][0]), []).append(i)
+    tasks: dict[tuple, Task] = {}
+    for idxs in groups.values():
+        cfg0 = members[idxs[0]][0]
+        tkey = (cfg0.domain, cfg0.dataset, cfg0.split, cfg0.split_seed, cfg0.featurizer, cfg0.data_root, cfg0.cache)
+        if tkey not in tasks:
+            tasks[tkey] = task if task is not None else load_task(cfg0)
+        t = tasks[tkey]
+        reason = fallback_reason(t, cfg0)
+        if reason is not None:
+            note(f"{cfg0.dataset}: {len(idxs)} fine-tune(s) run separately, not fused: {reason}")
+            for i in idxs:
+                cfg, seed = members[i]
+                results[i] = run_seed(cfg, seed, t, check=False)
+                if on_record is not None:
+                    on_record(i, results[i])
+            continue
+        device = resolve_device(cfg0.device)
+        size = auto_group_size(t, cfg0, len(idxs), device, fuse_max if fuse_max is not None else cfg0.fuse_max)
+        for start in range(0, len(idxs), size):
+            chunk = idxs[start:start + size]
+            group = [members[i] for i in chunk]
+            note(f"{cfg0.dataset}: fused group of {len(group)} (seeds {[s for _, s in group]})")
+            records = train_group(t, group, device, on_step=on_step, checkpoint_interval_s=checkpoint_interval_s)
+            for i, rec in zip(chunk, records):
+                cfg, seed = members[i]
+                atomic_write_json(seed_path(cfg, seed), rec)
+                results[i] = {**rec, "skipped": False}
+                if on_record is not None:
+                    on_record(i, results[i])
+            spath = state_path(group)
+            if spath.exists():
+                spath.unlink()
+    return [results[i] for i in range(len(members))]
