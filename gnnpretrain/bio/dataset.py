@@ -181,7 +181,12 @@ class BioEgoNetworks(InMemoryDataset):
         self.data_root = data_root(root)
         name = "string_human" if cfg.ppi is None else Path(cfg.ppi[0]).name.split(".")[0]
         folder = cache_dir(cache) / "bio" / f"{name}_v{VERSION}_{cfg.digest()}"
-        super().__init__(str(folder), transform=transform, log=log)
+        from gnnpretrain.cachelock import build_lock
+
+        # one builder per cache entry (PyG processes inside __init__ when the files are missing);
+        # a parallel process waits, then finds the files
+        with build_lock(folder, what=f"the bio dataset {folder.name}"):
+            super().__init__(str(folder), transform=transform, log=log)
         proc = Path(self.processed_dir)
         try:
             self._load_processed(proc)
