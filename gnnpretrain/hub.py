@@ -19,8 +19,8 @@ Where a named file comes from, in order:
    the file removed. Without a network the error names the address and the folder to put the file in.
 
 Safety: files are read with ``torch.load(weights_only=True)`` only — never unpickled beyond tensors — so a
-file that needs full unpickling is refused here (``gnnpretrain.nn.load_encoder_state`` on a path of
-your own still has an explicit fallback with a warning, for our resumable ``checkpoint.pth``).
+file that needs full unpickling is refused here (as everywhere in the library: ``gnnpretrain.safeload``;
+``load_encoder_state(..., trust_pickle=True)`` is the explicit opt-in for files you trust).
 
 Metadata for local files (so ``load(path)`` needs no flags): a ``.safetensors`` file's metadata
 (``encoder`` / ``config`` JSON entries), else the ``config.json`` that ``scripts/pretrain.py`` writes

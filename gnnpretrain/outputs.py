@@ -12,7 +12,8 @@ interrupted atomic write leaves a ``.<name>.<pid>.<random>.tmp`` file behind for
   releases the lock when the holder dies, so a killed run never blocks the next one. Re-entrant
   within one process (a script and the library function it calls may both take it).
 * :func:`remove_stale_tmp` deletes temporary files of interrupted atomic writes in a folder: those
-  whose writer (pid in the name) is gone on this host, or, without a readable pid, older than an hour.
+  whose writer (pid in the name) is gone on this host and that are over a minute old, or any over an
+  hour old.
   :func:`gnnpretrain.utils._atomic_replace` calls it whenever it writes into a folder.
 """
 
@@ -38,6 +39,7 @@ LOCK_NAME = ".gnnpretrain.lock"
 _HELD: dict[str, list] = {}  # resolved folder -> [FileLock, depth]
 _TMP_RE = re.compile(r"^\..+\.(?P<pid>\d+)\.[^.]+\.tmp$")
 STALE_AFTER_S = 3600.0
+DEAD_PID_GRACE_S = 60.0
 
 
 def ensure_writable(folder: str | os.PathLike, what: str = "output folder", option: str = "--output") -> Path:
@@ -126,8 +128,8 @@ def _pid_alive(pid: int) -> bool:
 
 def remove_stale_tmp(folder: str | os.PathLike, older_than_s: float = STALE_AFTER_S) -> list[Path]:
     """Delete leftovers of interrupted atomic writes in ``folder`` (files or folders named
-    ``.<name>.<pid>.<random>.tmp`` whose pid is dead, or any ``.<name>.*.tmp`` older than
-    ``older_than_s``). Returns what was removed; never raises."""
+    ``.<name>.<pid>.<random>.tmp`` whose pid is dead and that are over a minute old, or any
+    ``.<name>.*.tmp`` older than ``older_than_s``). Returns what was removed; never raises."""
     removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
@@ -140,9 +142,9 @@ def remove_stale_tmp(folder: str | os.PathLike, older_than_s: float = STALE_AFTE
             continue
         try:
             m = _TMP_RE.match(name)
-            stale = (m is not None and not _pid_alive(int(m.group("pid")))) or (
-                now - e.stat(follow_symlinks=False).st_mtime > older_than_s
-            )
+            age = now - e.stat(follow_symlinks=False).st_mtime
+            # a minute of grace even for a dead pid: on a shared filesystem the pid may be another host's
+            stale = (m is not None and age > DEAD_PID_GRACE_S and not _pid_alive(int(m.group("pid")))) or age > older_than_s
             if not stale:
                 continue
             if e.is_dir(follow_symlinks=False):

@@ -9,7 +9,8 @@ Two roots, kept apart on purpose:
 * the **reference-checkpoint folder** holds published encoder weights (``<folder>/<domain>/<file>.pth``)
   that :mod:`gnnpretrain.hub` loads without a network. Resolution order: explicit argument,
   ``$GNNPRETRAIN_CHECKPOINTS``, a ``shared/reference-checkpoints`` folder beside or inside the checkout,
-  then ``~/.gnnpretrain/reference-checkpoints``.
+  ``reference-checkpoints`` beside ``$GNNPRETRAIN_DATA`` (a shared folder elsewhere), then
+  ``~/.gnnpretrain/reference-checkpoints``.
 * the **cache** holds processed tensors. It must be writable. Resolution order: explicit argument,
   ``$GNNPRETRAIN_CACHE``, ``$XDG_CACHE_HOME/gnnpretrain``, ``~/.cache/gnnpretrain``.
 """
@@ -54,7 +55,10 @@ def checkpoints_root(root: str | os.PathLike | None = None) -> Path:
     env = os.environ.get(CHECKPOINTS_ENV)
     if env:
         return Path(env).expanduser()
-    for cand in (_REPO.parent / "shared" / "reference-checkpoints", _REPO / "shared" / "reference-checkpoints"):
+    cands = [_REPO.parent / "shared" / "reference-checkpoints", _REPO / "shared" / "reference-checkpoints"]
+    if os.environ.get(DATA_ENV):  # a shared folder elsewhere: its data/ and reference-checkpoints/ side by side
+        cands.append(Path(os.environ[DATA_ENV]).expanduser().parent / "reference-checkpoints")
+    for cand in cands:
         if cand.is_dir():
             return cand
     return Path.home() / ".gnnpretrain" / "reference-checkpoints"
@@ -82,11 +86,31 @@ def cache_dir(cache: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def missing_file_message(path: Path, what: str, url: str | None = None) -> str:
-    """A uniform, actionable message for a raw file that is neither present nor downloadable."""
+def data_root_origin(root: str | os.PathLike | None = None) -> str:
+    """Where the data root came from and which folders were searched for it (for error messages)."""
+    if root is not None:
+        return f"data root {Path(root).expanduser()} (--data-root)"
+    if os.environ.get(DATA_ENV):
+        return f"data root {Path(os.environ[DATA_ENV]).expanduser()} (${DATA_ENV})"
+    looked = ", ".join(str(c) for c in _candidates())
+    chosen = data_root()
+    if chosen in _candidates():
+        return f"data root {chosen} (the shared/data folder beside the checkout)"
+    return (f"data root {chosen} (no --data-root, no ${DATA_ENV}, and no shared/data folder beside the checkout: "
+            f"looked at {looked})")
+
+
+def missing_file_message(path: Path, what: str, url: str | None = None, root: str | os.PathLike | None = None,
+                         also: list[str] | None = None) -> str:
+    """A uniform, actionable message for a raw file that is neither present nor downloadable.
+
+    Names the file as the README lists it (``path``; ``also`` = other accepted names), the data root
+    and where it came from (so a user sees that ``shared/data`` beside the checkout was searched).
+    """
+    names = f" (or {', '.join(also)})" if also else ""
     msg = (
-        f"{what}: raw file not found at {path}. Put the file there, or point the data root at a "
-        f"folder that has it (--data-root DIR or ${DATA_ENV}=DIR)."
+        f"{what}: raw file not found: {path}{names}; {data_root_origin(root)}. Put the file there, or point the "
+        f"data root at a folder that has it (--data-root DIR or ${DATA_ENV}=DIR)."
     )
     if url:
         msg += f" With internet access it is downloaded automatically from {url}."

@@ -184,6 +184,7 @@ def load_torch(
     trust_pickle: bool = False,
     allow: Sequence[Any] = (),
     what: str = "file",
+    trust_hint: str = TRUST_HINT,
 ) -> Any:
     """Load a torch file with ``weights_only=True`` (see the module docstring).
 
@@ -193,6 +194,7 @@ def load_torch(
         trust_pickle: also build the Python objects the file names — **only for files you trust**.
         allow: extra globals (or ``(stand-in, "module.Name")`` pairs) this reader knows are harmless.
         what: a word for messages ("checkpoint", "processed cache").
+        trust_hint: how this caller's user opts in (the flag, or the Python argument).
     Raises:
         FileNotFoundError, UnsafeFileError (needs trust), CorruptFileError (truncated / not torch).
     """
@@ -211,7 +213,7 @@ def load_torch(
             shown = ", ".join(names[:5]) + (" …" if len(names) > 5 else "") if names else "non-tensor objects"
             raise UnsafeFileError(
                 f"{path} holds Python objects besides tensors ({shown}); refused because unpickling them could run "
-                f"code. {TRUST_HINT}"
+                f"code. {trust_hint}"
             ) from None
         return _load_trusted(path, map_location, list(allow) + [_resolve(n) for n in names])
     except (RuntimeError, EOFError, KeyError, ValueError, zipfile.BadZipFile, OSError) as exc:
@@ -221,6 +223,17 @@ def load_torch(
         ) from None
 
 
+def _pyg2_storage_classes() -> list[Any]:
+    """PyG 2.x containers a re-saved ``Data`` object holds (plain attribute stores, no behaviour on load)."""
+    try:
+        from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
+        from torch_geometric.data.storage import GlobalStorage
+
+        return [GlobalStorage, DataEdgeAttr, DataTensorAttr]
+    except ImportError:
+        return []
+
+
 def load_legacy_pyg(path: str | os.PathLike, *, trust_pickle: bool = False, what: str = "legacy dataset file") -> Any:
     """Read an old PyG processed file (``(data, slices)`` of PyG 1.x) without running code from it.
 
@@ -228,7 +241,9 @@ def load_legacy_pyg(path: str | os.PathLike, *, trust_pickle: bool = False, what
     attribute holders; tensors, dicts and numbers load as usual; anything else is refused unless
     ``trust_pickle``. Attributes are in ``obj.__dict__``.
     """
-    return load_torch(path, trust_pickle=trust_pickle, allow=legacy_allow(), what=what)
+    return load_torch(path, trust_pickle=trust_pickle, allow=legacy_allow() + _pyg2_storage_classes(), what=what, trust_hint=(
+        "Pass trust_pickle=True (PaperBioDataset / read_paper_file) only if you trust this file: loading it "
+        "runs code it names"))
 
 
 def load_inmemory_dataset(dataset: Any, path: str | os.PathLike, data_cls: Any = None) -> None:
@@ -247,3 +262,14 @@ def load_inmemory_dataset(dataset: Any, path: str | os.PathLike, data_cls: Any =
         data_cls = out[2]
     dataset.data = data_cls.from_dict(data) if isinstance(data, dict) else data
     dataset.slices = slices
+
+
+def save_inmemory_dataset(data_list: Sequence[Any], path: str | os.PathLike) -> None:
+    """``InMemoryDataset.save`` written atomically (temp file + rename), in the same format, so a
+    killed processing run leaves no half-written ``data.pt`` behind."""
+    from torch_geometric.data import InMemoryDataset
+
+    from gnnpretrain.utils import atomic_torch_save
+
+    data, slices = InMemoryDataset.collate(list(data_list))
+    atomic_torch_save((data.to_dict(), slices, data.__class__), path)

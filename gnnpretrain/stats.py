@@ -82,3 +82,33 @@ def negative_transfer(pretrained: Sequence[float], baseline: Sequence[float], al
     else:
         marker = ""
     return TransferTest(diff=diff, p_value=p, alpha=alpha, marker=marker, se=se)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Pre-trained minus baseline over seeds, with a two-sided Welch t-test (for side-by-side reports)."""
+
+    diff: float
+    p_value: float  # two-sided Welch p; nan with fewer than 2 values in a group
+    n_a: int
+    n_b: int
+
+
+def welch_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
+    """``mean(a) - mean(b)`` and the two-sided Welch t-test p-value (unequal variances).
+
+    Unlike :func:`negative_transfer` (one-sided, "worse than baseline") this asks whether the two
+    arms differ at all, which is the honest question for a single side-by-side comparison.
+    """
+    x = np.asarray(a, dtype=float)
+    y = np.asarray(b, dtype=float)
+    if x.size == 0 or y.size == 0:
+        raise ValueError(f"welch_difference needs values in both groups, got {x.size} and {y.size}")
+    diff = float(x.mean() - y.mean())
+    if x.size < 2 or y.size < 2:
+        p = math.nan
+    elif x.var(ddof=1) == 0.0 and y.var(ddof=1) == 0.0:
+        p = 1.0 if diff == 0 else 0.0
+    else:
+        p = float(_st.ttest_ind(x, y, equal_var=False).pvalue)
+    return Difference(diff=diff, p_value=p, n_a=int(x.size), n_b=int(y.size))

@@ -135,18 +135,44 @@ def run_cli(main, *args: Any) -> None:
     :class:`~gnnpretrain.errors.UserError` or ``FileNotFoundError`` / ``ValueError`` with an
     actionable message; a command-line user needs that message, not a traceback. Set
     ``GNNPRETRAIN_DEBUG=1`` to get the traceback.
+
+    Ctrl-C ends with one line saying what was saved and how to continue (the note registered by the
+    work in progress, :func:`gnnpretrain.runtime.interrupt_note`) and exit code 130.
     """
+    import signal
     import sys
 
     from gnnpretrain.errors import UserError
+    from gnnpretrain.runtime import interrupted_message
 
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # scripts may have set a start-up handler
+    except ValueError:  # not the main thread
+        pass
+    try:
         main(*args)
+    except KeyboardInterrupt:
+        if os.environ.get("GNNPRETRAIN_DEBUG"):
+            raise
+        message = interrupted_message()
+        _close_progress_bars()  # so that no bar is redrawn after the message
+        print(f"\n{message}", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
     except (UserError, FileNotFoundError, ValueError) as err:
         if os.environ.get("GNNPRETRAIN_DEBUG"):
             raise
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _close_progress_bars() -> None:
+    try:
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
+    except Exception:  # noqa: BLE001 (cosmetic)
+        pass
 
 
 def runtime_info(device: str | torch.device | None = None) -> dict[str, Any]:

@@ -17,12 +17,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gnnpretrain.runtime import add_threads_argument, exit_quietly_on_interrupt, prefer_passive_openmp  # noqa: E402
+
+if __name__ == "__main__":
+    exit_quietly_on_interrupt()  # one line, exit 130, even for a Ctrl-C during the imports below
+prefer_passive_openmp()  # before torch loads OpenMP
+
 FORMATS = (".npy", ".csv", ".parquet")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from gnnpretrain.cli_help import DefaultsHelpFormatter
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     p.add_argument("--input", required=True, help="CSV file with a SMILES column")
     p.add_argument("--smiles-column", default=None, help="name of the SMILES column (default: the one named smiles, any case)")
     p.add_argument("--model", required=True, help="hub name (see gnnpretrain.hub.list()) or encoder file path")
@@ -30,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pooling", default="mean", choices=["mean", "sum", "max"])
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_threads_argument(p)
     return p
 
 
@@ -52,6 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     from gnnpretrain.embeddings import embed, resolve_encoder
     from gnnpretrain.utils import atomic_write_text
 
+    from gnnpretrain.runtime import apply_threads
+
+    if args.device == "cpu" or args.threads is not None:
+        apply_threads(args.threads)
     df, smiles_column = read_molecule_table(args.input, args.smiles_column)
     encoder = resolve_encoder(args.model)
     smiles = df[smiles_column].fillna("").tolist()

@@ -22,9 +22,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gnnpretrain.runtime import add_threads_argument, exit_quietly_on_interrupt, prefer_passive_openmp  # noqa: E402
+
+if __name__ == "__main__":
+    exit_quietly_on_interrupt()  # one line, exit 130, even for a Ctrl-C during the imports below
+prefer_passive_openmp()  # before torch loads OpenMP
+
 from gnnpretrain.train.tasks import accepts_dataset, registered_domains, task_names  # noqa: E402
 
 DOMAIN_EPOCHS = {"chem": 100, "bio": 50}
+#: ``--dataset`` when none is given (bio: the STRING human ego-networks built from the data root).
+DOMAIN_DATASET = {"chem": "bbbp", "bio": "string_human"}
+_BIO_NAMES = "string_human[:key=value,...] (STRING v12 human ego-networks), paper:<folder> (the paper's processed files)"
+
+
+def _dataset_help(domains: list[str]) -> str:
+    parts = []
+    for d in domains:
+        names = task_names(d)
+        parts.append(f"{d}: {', '.join(names) if names else (_BIO_NAMES if d == 'bio' else 'see the domain docs')}")
+    return "; ".join(parts)
 
 
 def _domains() -> list[str]:
@@ -39,15 +56,16 @@ def _domains() -> list[str]:
 def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
     domains = _domains()
     names = task_names(domain) if domain in domains else ()
+    from gnnpretrain.cli_help import DefaultsHelpFormatter
+
     p = argparse.ArgumentParser(
         description="Fine-tune a GNN on a downstream graph classification dataset (paper protocol by default).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--domain", default="chem", choices=domains, help="task domain")
     p.add_argument("--dataset", default=None, metavar="NAME",
-                   help=f"downstream dataset of the domain ({', '.join(names) or 'see the domain docs'}"
-                   f"{'; or a CSV path, or moleculeace:TARGET' if domain == 'chem' else ''}); "
-                   "default: the domain's first (bbbp for chem)")
+                   help=f"downstream dataset. {_dataset_help(domains)}; chem also takes a CSV path or "
+                   f"moleculeace:TARGET (default: {DOMAIN_DATASET['chem']} for chem, {DOMAIN_DATASET['bio']} for bio)")
     p.add_argument("--smiles-column", default=None,
                    help="CSV datasets: the SMILES column (default: the one named smiles, any case)")
     p.add_argument("--target-columns", default=None, help="CSV datasets: comma-separated target columns (a,b)")
@@ -63,7 +81,7 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
     p.add_argument("--JK", default="last", choices=["last", "concat", "max", "sum"])
     p.add_argument("--graph-pooling", default="mean", help="sum | mean | max | attention | set2set<n>")
     p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--epochs", type=int, default=None, help="default: 100 for chem, 50 for bio (the paper)")
+    p.add_argument("--epochs", type=int, default=None, help="(default: 100 for chem, 50 for bio, as the paper)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--decay", type=float, default=0.0, help="Adam weight decay")
@@ -78,8 +96,10 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="run name under the default output folder")
     p.add_argument("--device", default="auto")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes for training batches")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads for this process (default: torch's; 1 is best on a busy machine)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="seeds fine-tuned in parallel processes, one torch thread each (default: the free cores, "
+                   "at most the number of unfinished seeds)")
+    add_threads_argument(p)
     p.add_argument("--report", default="best-valid", choices=["best-valid", "last"],
                    help="which epoch's test ROC-AUC the printed summary leads with (both are recorded)")
     p.add_argument("--overwrite", action="store_true",
@@ -87,8 +107,43 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
     p.add_argument("--trust-pickle", action="store_true",
                    help="let --input-model-file hold Python objects besides tensors (unpickling runs code: "
                    "only for files you trust)")
+    p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
+                   help="train the seeds as one stacked computation (gnnpretrain.train.sweep: same results and "
+                   "files as separate runs; unsupported options fall back to separate runs). Default: not "
+                   "fused — on one CPU thread it measured slower than separate runs (benchmarks/RESULTS.md); "
+                   "it is meant for GPUs, where one model at batch 32 leaves the device idle")
+    p.add_argument("--fuse-max", type=int, default=None, metavar="N",
+                   help="at most N models per fused group (default: automatic — 10 on CPU, measured from "
+                   "the memory of one step on a GPU)")
+    p.add_argument("--amp", action="store_true",
+                   help="bf16 autocast for the model (loss, metrics, optimizer stay fp32); changes results "
+                   "slightly, so it is part of the configuration (see chem/README.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+
+def _cpu_plan(args: argparse.Namespace, seeds: list[int]) -> tuple[int | None, int]:
+    """Torch threads per process and parallel seed processes (see ``gnnpretrain.runtime``)."""
+    from gnnpretrain.runtime import apply_threads, current_busy, plan_jobs, usable_cores
+    from gnnpretrain.utils import resolve_device
+
+    try:
+        on_gpu = resolve_device(args.device).type == "cuda"
+    except ValueError:
+        on_gpu = False  # FinetuneConfig reports the bad device
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    if on_gpu:  # one process drives the GPU; CPU threads matter little
+        return args.threads, args.jobs or 1
+    # fused or not, seeds are dealt to parallel processes of one thread each (fused: each process
+    # trains its share of the seeds as fused groups)
+    if args.jobs is not None:
+        jobs = args.jobs
+    else:
+        busy = 0.0 if args.threads is not None else current_busy()
+        jobs = 1 if args.threads is not None else plan_jobs(usable_cores(), busy, len(seeds))
+    plan = apply_threads(args.threads, processes=jobs)
+    return plan.threads, jobs
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -107,9 +162,9 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(str(err))
     if args.dataset is None:
         names = task_names(args.domain)
-        if not names:
+        args.dataset = DOMAIN_DATASET.get(args.domain) or (names[0] if names else None)
+        if args.dataset is None:
             parser.error(f"--dataset is required for --domain {args.domain}")
-        args.dataset = names[0]
     if not accepts_dataset(args.domain, args.dataset):
         names = task_names(args.domain)
         parser.error(f"argument --dataset: invalid choice: {args.dataset!r} (choose from {', '.join(names)}"
@@ -119,6 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"{', '.join(k for k, v in csv_only.items() if v is not None)} only apply to a CSV --dataset")
     if args.epochs is None:
         args.epochs = DOMAIN_EPOCHS.get(args.domain, 100)
+    threads, jobs = _cpu_plan(args, seeds)
     try:
         config = FinetuneConfig(
             dataset=args.dataset, domain=args.domain, input_model_file=args.input_model_file,
@@ -127,9 +183,10 @@ def main(argv: list[str] | None = None) -> dict:
             batch_size=args.batch_size, lr=args.lr, decay=args.decay, seeds=seeds, split=args.split,
             split_seed=args.split_seed, featurizer=args.featurizer, data_root=args.data_root,
             cache=args.cache, output=args.output, name=args.name, device=args.device,
-            num_workers=args.num_workers, num_threads=args.threads, report=args.report, overwrite=args.overwrite,
+            num_workers=args.num_workers, num_threads=threads, jobs=jobs, report=args.report, overwrite=args.overwrite,
             progress=not args.no_progress, trust_pickle=args.trust_pickle, smiles_column=args.smiles_column,
-            target_columns=args.target_columns, task_type=args.task,
+            target_columns=args.target_columns, task_type=args.task, amp=args.amp, fuse_max=args.fuse_max,
+            **({} if args.fused is None else {"fused": args.fused}),
         )
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))

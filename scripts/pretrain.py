@@ -25,11 +25,19 @@ _REPO = Path(__file__).resolve().parent.parent
 if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
+from gnnpretrain.runtime import add_threads_argument, exit_quietly_on_interrupt, prefer_passive_openmp  # noqa: E402
+
+if __name__ == "__main__":
+    exit_quietly_on_interrupt()  # one line, exit 130, even for a Ctrl-C during the imports below
+prefer_passive_openmp()  # before torch loads OpenMP
+
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
 from gnnpretrain.nn import GNN_TYPES, JK_MODES  # noqa: E402
 from gnnpretrain.strategies import get_strategy_class, strategy_names, strategy_option_names  # noqa: E402
+from gnnpretrain.chem.chembl import DEFAULT_MIN_ACTIVES, DEFAULT_MIN_INACTIVES  # noqa: E402
+from gnnpretrain.cli_help import RawDefaultsHelpFormatter  # noqa: E402
 from gnnpretrain.train.pretrain import pretrain  # noqa: E402
 from gnnpretrain.train.pretrain_data import dataset_num_tasks, load_pretrain_dataset, make_pretrain_loader  # noqa: E402
 from gnnpretrain.utils import resolve_device, seed_everything  # noqa: E402
@@ -54,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_domains()
     p = argparse.ArgumentParser(
         description="Pre-train a GNN encoder (Hu et al. 2020 strategies).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=RawDefaultsHelpFormatter,
     )
     p.add_argument("--strategy", required=True, choices=strategy_names(), help="pre-training strategy")
     p.add_argument("--domain", default="chem", choices=DOMAINS)
@@ -69,39 +77,44 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=256)
     g.add_argument("--lr", type=float, default=1e-3)
     g.add_argument("--decay", type=float, default=0.0, help="weight decay")
-    g.add_argument("--num-workers", type=int, default=0, help="loader prefetch / featurisation workers")
+    g.add_argument("--num-workers", type=int, default=0,
+                   help="loader prefetch; also the featurization processes when > 0 (0: the free cores)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     g.add_argument("--seed", type=int, default=0)
+    add_threads_argument(g)
     g.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (ignored with a warning on CPU)")
     g.add_argument("--resume", action="store_true", help="continue the run in --output from its last finished epoch")
     g.add_argument("--overwrite", action="store_true", help="start afresh even if --output holds a run")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("files")
-    g.add_argument("--output", default=None, help="run directory (default <domain>/runs/pretrain/<strategy>)")
-    g.add_argument("--output-model-file", default=None, help="encoder state dict (default <output>/model.pth)")
+    g.add_argument("--output", default=None, help="run directory (default: <domain>/runs/pretrain/<strategy>)")
+    g.add_argument("--output-model-file", default=None, help="encoder state dict (default: <output>/model.pth)")
     g.add_argument("--input-model-file", default=None, help="start the encoder from this state dict")
     g.add_argument("--trust-pickle", action="store_true",
                    help="let --input-model-file / --resume read a checkpoint holding Python objects besides tensors "
                    "(unpickling runs code: only for files you trust)")
-    g.add_argument("--data-root", default=None)
-    g.add_argument("--cache", default=None)
+    g.add_argument("--data-root", default=None, help="raw data folder (default: $GNNPRETRAIN_DATA, else shared/data "
+                   "beside the checkout)")
+    g.add_argument("--cache", default=None, help="processed-tensor cache (default: $GNNPRETRAIN_CACHE, else "
+                   "~/.cache/gnnpretrain)")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default=None,
                    help="zinc | zinc_standard_agent | chembl | PATH.csv (default: zinc, or chembl for supervised)")
     g.add_argument("--smiles-column", default=None, help="SMILES column of a CSV corpus")
-    g.add_argument("--max-molecules", type=int, default=None, help="use only the first N molecules")
+    g.add_argument("--max-molecules", type=int, default=None, help="use a fixed-seed sample of N molecules (default: all)")
     g.add_argument("--featurizer", default="reference", choices=("reference", "ogb"), help="chem atom/bond features")
-    g.add_argument("--active-threshold", type=float, default=None, help="chembl: pChEMBL >= this is active")
-    g.add_argument("--min-actives", type=int, default=None, help="chembl: keep tasks with at least this many actives")
-    g.add_argument("--min-inactives", type=int, default=None, help="chembl: ... and inactives")
+    g.add_argument("--active-threshold", type=float, default=None, help="chembl: pChEMBL >= this is active (default: 6.0)")
+    g.add_argument("--min-actives", type=int, default=None, help=f"chembl: keep tasks with at least this many actives (default: {DEFAULT_MIN_ACTIVES})")
+    g.add_argument("--min-inactives", type=int, default=None, help=f"chembl: ... and inactives (default: {DEFAULT_MIN_INACTIVES})")
     g.add_argument("--no-exclude-downstream", dest="exclude_downstream", action="store_const", const=False,
                    default=None, help="chembl: keep molecules of the downstream test sets")
     g = p.add_argument_group("strategy options (only those of the chosen strategy may be given)")
-    g.add_argument("--csize", type=int, default=None, help="contextpred: context ring width (default 3)")
-    g.add_argument("--mode", default=None, choices=("cbow", "skipgram"), help="contextpred (default cbow)")
-    g.add_argument("--neg-samples", type=int, default=None, help="contextpred: negatives per positive (default 1)")
-    g.add_argument("--context-pooling", default=None, choices=("mean", "sum", "max"), help="contextpred (default mean)")
-    g.add_argument("--mask-rate", type=float, default=None, help="attrmasking (default 0.15)")
+    g.add_argument("--csize", type=int, default=None, help="contextpred: context ring width (default: 3)")
+    g.add_argument("--mode", default=None, choices=("cbow", "skipgram"), help="contextpred (default: cbow)")
+    g.add_argument("--neg-samples", type=int, default=None, help="contextpred: negatives per positive (default: 1)")
+    g.add_argument("--context-pooling", default=None, choices=("mean", "sum", "max"),
+                   help="contextpred (default: mean)")
+    g.add_argument("--mask-rate", type=float, default=None, help="attrmasking: fraction of atoms masked (default: 0.15)")
     g.add_argument("--mask-edge", action="store_const", const=True, default=None, help="attrmasking: also mask bonds")
     g.add_argument("--batch-auc", action="store_const", const=True, default=None, help="supervised: log batch ROC-AUC")
     return p
@@ -118,6 +131,10 @@ def _strategy_options(args, cls, parser: argparse.ArgumentParser) -> dict:
             parser.error(f"--{flag.replace('_', '-')} does not apply to strategy {args.strategy!r} (its options: {sorted(accepted)})")
         opts[flag] = value
     return opts
+
+
+def _output(args) -> Path:
+    return Path(args.output) if args.output else Path(args.domain) / "runs" / "pretrain" / args.strategy
 
 
 def _encoder_input(args) -> str:
@@ -146,6 +163,13 @@ def main(argv: list[str] | None = None):
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = resolve_device(args.device)
+    if device.type == "cpu":
+        from gnnpretrain.runtime import apply_threads
+
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)))
+        apply_threads(args.threads, processes=local, log=print if rank == 0 else (lambda _m: None))
+    elif args.threads is not None:
+        torch.set_num_threads(args.threads)
     if world_size > 1:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -159,7 +183,7 @@ def main(argv: list[str] | None = None):
             dist.destroy_process_group()
 
 
-def _check_files(args, output: Path) -> None:
+def _check_files(args, cls, output: Path) -> None:
     """Everything that can fail on the user's files, checked before the (long) data loading:
     the output folder (writable, not holding a run unless --resume/--overwrite) and the checkpoints
     that will be read (safe to load, not truncated)."""
@@ -179,18 +203,29 @@ def _check_files(args, output: Path) -> None:
         )
     if args.resume and ckpt.exists():
         load_torch(ckpt, trust_pickle=args.trust_pickle, what="pre-training checkpoint")
+        from gnnpretrain.train.pretrain import check_resume_config_early
+
+        check_resume_config_early(output, {
+            "strategy": args.strategy, "domain": args.domain,
+            "encoder": {"num_layer": args.num_layer, "emb_dim": args.emb_dim, "JK": args.JK,
+                        "drop_ratio": args.dropout, "gnn_type": args.gnn_type, "input": _encoder_input(args)},
+            "training": {"lr": float(args.lr), "weight_decay": float(args.decay), "seed": int(args.seed)},
+            "batch_size": args.batch_size,
+            "data": {"dataset": args.dataset or cls.default_dataset, "max_molecules": args.max_molecules,
+                     "smiles_column": args.smiles_column, "featurizer": args.featurizer},
+        })
     if args.input_model_file:
         if Path(args.input_model_file).suffix != ".safetensors":
             load_torch(args.input_model_file, trust_pickle=args.trust_pickle, what="--input-model-file checkpoint")
 
 
 def _run(args, cls, strategy_opts: dict, device: torch.device, rank: int, world_size: int):
-    output = Path(args.output) if args.output else Path(args.domain) / "runs" / "pretrain" / args.strategy
+    output = _output(args)
     if rank != 0:
         return _run_locked(args, cls, strategy_opts, device, rank, world_size, output)
     from gnnpretrain.outputs import output_lock
 
-    _check_files(args, output)
+    _check_files(args, cls, output)
     with output_lock(output, command="pretrain.py " + " ".join(sys.argv[1:]) if argv_is_cli() else None):
         return _run_locked(args, cls, strategy_opts, device, rank, world_size, output)
 

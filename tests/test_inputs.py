@@ -113,3 +113,19 @@ def test_script_prints_one_line_and_exits_2(tmp_path):
 
 def test_user_errors_share_a_base():
     assert issubclass(CSVFormatError, UserError) and issubclass(CSVFormatError, ValueError)
+
+
+def test_run_cli_one_line_and_debug_traceback(capsys, monkeypatch):
+    from gnnpretrain.utils import run_cli
+
+    def bad():
+        raise CSVFormatError("x.csv: line 3 has 1 fields but the header has 2 (ragged row)")
+
+    monkeypatch.delenv("GNNPRETRAIN_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(bad)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: x.csv: line 3 has 1 fields but the header has 2 (ragged row)\n"
+    monkeypatch.setenv("GNNPRETRAIN_DEBUG", "1")
+    with pytest.raises(CSVFormatError):
+        run_cli(bad)

@@ -141,6 +141,12 @@ def test_pretrain_checkpoint_resumes_with_weights_only(tmp_path):
     # an existing run without --resume is refused before loading data
     with pytest.raises(OutputExistsError, match="--resume"):
         cli.main(base)
+    # --resume with other settings: one-line ConfigMismatchError before any data is loaded
+    from gnnpretrain.train.pretrain import ConfigMismatchError
+
+    with pytest.raises(ConfigMismatchError, match=r"training\.lr: saved 0\.001, now 0\.01.*--overwrite") as err:
+        cli.main(base + ["--resume", "--lr", "0.01", "--cache", str(tmp_path / "cache2")])
+    assert "\n" not in str(err.value) and not (tmp_path / "cache2" / "corpus").exists()
     _, history = cli.main([a if a != "1" else "2" for a in base] + ["--resume"])
     assert [h["epoch"] for h in history] == [1, 2]
 
@@ -152,7 +158,7 @@ def test_legacy_bio_file_payload_refused_and_trust_opt_in(tmp_path):
     path = tmp_path / "processed" / "geometric_data_processed.pt"
     path.parent.mkdir(parents=True)
     torch.save(({"edge_index": torch.zeros(2, 0), "x": _Payload(marker)}, {}), path)
-    with pytest.raises(UnsafeFileError, match="--trust-pickle"):
+    with pytest.raises(UnsafeFileError, match=r"trust_pickle=True \(PaperBioDataset"):
         PaperBioDataset(tmp_path)
     assert not marker.exists()
     # a legacy file holding a non-tensor object (here NumPy's RNG state) loads only when trusted
@@ -164,6 +170,15 @@ def test_legacy_bio_file_payload_refused_and_trust_opt_in(tmp_path):
         read_paper_file(tmp_path)
     fields, slices = read_paper_file(tmp_path, trust_pickle=True)
     assert fields["note"][0] == "MT19937" and slices["center_node_idx"].tolist() == [0, 1]
+    # a file re-saved by PyG 2.x holding a Data object (with its storage classes) needs no trust
+    from torch_geometric.data import Data
+
+    torch.save((Data(x=torch.ones(3, 1), edge_index=torch.tensor([[0, 1], [1, 0]]), edge_attr=torch.zeros(2, 9),
+                     center_node_idx=torch.tensor([1])),
+                {"x": torch.tensor([0, 3]), "edge_index": torch.tensor([0, 2]), "edge_attr": torch.tensor([0, 2]),
+                 "center_node_idx": torch.tensor([0, 1])}), path)
+    fields, _ = read_paper_file(tmp_path)
+    assert fields["edge_index"].tolist() == [[0, 1], [1, 0]]
 
 
 def test_truncated_and_non_torch_checkpoints_are_one_line(tmp_path):
@@ -231,22 +246,24 @@ def test_unwritable_output_and_cache_refused_before_work(tmp_path):
         run_finetune(FinetuneConfig(dataset="clintox", epochs=1, seeds=[0], output=str(blocker / "ft"), progress=False))
 
 
-def test_finetune_rerun_with_other_options_is_one_line_exit_2(tmp_path):
+def test_finetune_rerun_with_other_options_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    from gnnpretrain.errors import UserError
     from gnnpretrain.train.finetune import ConfigMismatchError
+    from gnnpretrain.utils import run_cli
 
-    assert issubclass(ConfigMismatchError, __import__("gnnpretrain.errors", fromlist=["UserError"]).UserError)
+    assert issubclass(ConfigMismatchError, UserError)
     out = tmp_path / "ft" / "clintox"
     rec = {"finished": True, "config": {"dataset": "clintox", "domain": "chem", "gnn_type": "gin", "num_layer": 1,
                                          "emb_dim": 8, "epochs": 99}}
     atomic_write_json(out / "seed0.json", rec)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "finetune.py"), "--dataset", "clintox", "--num-layer", "1",
-         "--emb-dim", "8", "--epochs", "1", "--seeds", "0", "--output", str(tmp_path / "ft"), "--no-progress"],
-        capture_output=True, text=True, env=ENV, cwd=tmp_path,
-    )
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
-    assert "different configuration" in lines[0] and "--overwrite" in lines[0]
+    monkeypatch.delenv("GNNPRETRAIN_DEBUG", raising=False)
+    cli = _script("finetune")
+    with pytest.raises(SystemExit) as exit_info:  # the script's own entry point: main through run_cli
+        run_cli(cli.main, ["--dataset", "clintox", "--num-layer", "1", "--emb-dim", "8", "--epochs", "1",
+                           "--seeds", "0", "--output", str(tmp_path / "ft"), "--no-progress"])
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert exit_info.value.code == 2 and len(lines) == 1, lines
+    assert "different configuration" in lines[0] and "--overwrite" in lines[0] and "epochs" in lines[0]
 
 
 # ------------------------------------------------------------------------------- self-repair
@@ -255,13 +272,16 @@ def test_stale_tmp_files_are_removed_on_next_write(tmp_path):
     dead_pid = int(dead.stdout)
     left = tmp_path / f".seed0.json.{dead_pid}.abc123.tmp"
     left.write_text("{half")
+    os.utime(left, (time.time() - 120, time.time() - 120))
     old = tmp_path / ".model.pth.zz9x.tmp"  # older naming without pid: removed once over an hour old
     old.write_text("x")
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     mine = tmp_path / f".summary.json.{os.getpid()}.q1.tmp"  # a live writer's file stays
     mine.write_text("x")
+    fresh = tmp_path / f".seed2.json.{dead_pid}.zz.tmp"  # dead pid but seconds old: may be another host's write
+    fresh.write_text("x")
     atomic_write_json(tmp_path / "seed1.json", {"ok": 1})
-    assert not left.exists() and not old.exists() and mine.exists()
+    assert not left.exists() and not old.exists() and mine.exists() and fresh.exists()
     assert remove_stale_tmp(tmp_path) == []
 
 
@@ -302,9 +322,15 @@ def test_damaged_corpus_store_is_rebuilt(tmp_path):
     del store
     xf = folder / "x.npy"
     xf.write_bytes(xf.read_bytes()[:-40])  # a cut memory-mapped array
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = folder.parent / f".{folder.name}.{int(dead.stdout)}.k3j4.tmp"  # a save that was killed
+    (leftover / "x.npy").parent.mkdir()
+    (leftover / "x.npy").write_bytes(b"half")
+    os.utime(leftover, (time.time() - 120, time.time() - 120))
     with pytest.warns(UserWarning, match=r"corpus cache .* is damaged \(.*x\.npy is damaged"):
         store = load_corpus(corpus, cache=tmp_path / "c", progress=False, num_workers=1)
     assert torch.equal(store.x, x)
+    assert not leftover.exists()
     meta = json.loads((folder / "meta.json").read_text())
     meta["format_version"] = 0  # another format
     (folder / "meta.json").write_text(json.dumps(meta))

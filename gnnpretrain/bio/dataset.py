@@ -43,8 +43,8 @@ from gnnpretrain.bio.labels import (
 from gnnpretrain.bio.ppi import CHANNELS, HUMAN_TAXID, human_string_path, read_string_edges
 from gnnpretrain.errors import CorruptFileError, UserError
 from gnnpretrain.paths import cache_dir, data_root
-from gnnpretrain.safeload import load_inmemory_dataset, load_torch
-from gnnpretrain.utils import atomic_write_json
+from gnnpretrain.safeload import load_inmemory_dataset, load_torch, save_inmemory_dataset
+from gnnpretrain.utils import atomic_torch_save, atomic_write_json
 
 
 class EgoData(Data):
@@ -181,7 +181,12 @@ class BioEgoNetworks(InMemoryDataset):
         self.data_root = data_root(root)
         name = "string_human" if cfg.ppi is None else Path(cfg.ppi[0]).name.split(".")[0]
         folder = cache_dir(cache) / "bio" / f"{name}_v{VERSION}_{cfg.digest()}"
-        super().__init__(str(folder), transform=transform, log=log)
+        from gnnpretrain.cachelock import build_lock
+
+        # one builder per cache entry (PyG processes inside __init__ when the files are missing);
+        # a parallel process waits, then finds the files
+        with build_lock(folder, what=f"the bio dataset {folder.name}"):
+            super().__init__(str(folder), transform=transform, log=log)
         proc = Path(self.processed_dir)
         try:
             self._load_processed(proc)
@@ -309,9 +314,9 @@ class BioEgoNetworks(InMemoryDataset):
             "split": split_desc,
             "summary": summary,
         }
-        self.save(data_list, self.processed_paths[0])
-        torch.save({"split": {k: torch.from_numpy(v) for k, v in split.items()},
-                    "protein_ids": [net.protein_ids[c] for c in centres]}, self.processed_paths[2])
+        save_inmemory_dataset(data_list, self.processed_paths[0])
+        atomic_torch_save({"split": {k: torch.from_numpy(v) for k, v in split.items()},
+                           "protein_ids": [net.protein_ids[c] for c in centres]}, self.processed_paths[2])
         atomic_write_json(self.processed_paths[1], meta)
 
 

@@ -39,6 +39,8 @@ def _fields(obj: Any) -> dict[str, Any]:
         d = obj.to_dict()
     elif isinstance(obj, LegacyObject):
         d = dict(obj.__dict__)
+        if "_store" in d:  # a PyG 2.x Data object: its fields live in the storage
+            d = dict(d["_store"])
     else:
         raise ValueError(f"unrecognised processed bio data object of type {type(obj).__name__}")
     return {k: v for k, v in d.items() if not k.startswith("_") and v is not None}

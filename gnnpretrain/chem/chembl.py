@@ -50,7 +50,7 @@ from rdkit import Chem, RDLogger
 from torch_geometric.data import Data, InMemoryDataset
 
 from gnnpretrain.errors import CorruptFileError, UserError
-from gnnpretrain.safeload import load_inmemory_dataset, load_legacy_pyg
+from gnnpretrain.safeload import load_inmemory_dataset, load_legacy_pyg, save_inmemory_dataset
 from gnnpretrain.chem.csvio import find_label_columns, find_smiles_column, read_csv_checked
 from gnnpretrain.chem.featurize import UnsupportedMolecule, get_featurizer, parse_smiles
 from gnnpretrain.paths import cache_dir, data_root, missing_file_message
@@ -463,7 +463,7 @@ class ChEMBL(InMemoryDataset):
                 f"ChEMBL: nothing left after filtering ({len(data_list)} molecules, {len(tasks)} tasks); "
                 f"lower min_actives/min_inactives (now {self.min_actives}/{self.min_inactives}) or check the input"
             )
-        self.save(data_list, self.processed_paths[0])
+        save_inmemory_dataset(data_list, self.processed_paths[0])
         atomic_write_json(
             self.processed_paths[1], {"config": self.config, "smiles": kept_smiles, "task_names": tasks, "stats": stats}
         )

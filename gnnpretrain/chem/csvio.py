@@ -10,10 +10,12 @@ the :mod:`csv` module (same quoting rules as pandas' default dialect) and raises
 * the last line has no line end and fewer fields than the header (the file was cut: truncated
   download or copy) — reported as "looks truncated".
 
-Choosing the error over a counted skip is deliberate: a skipped row shifts nothing in a MoleculeNet
-table but silently changes what a benchmark number means; a one-line error with the line number is
-cheap to fix. Blank lines are ignored (as pandas does). The check costs one extra pass (about 1 s
-per million short rows), paid once per raw file because processed tensors are cached.
+Choosing the error over a counted skip is deliberate: a skipped row silently changes what a
+benchmark number means; a one-line error with the line number is cheap to fix. Blank lines are
+ignored (as pandas does). The check is one extra pass, paid once per raw file because processed
+tensors are cached: measured on this project's 2-core machine under load ~6, 3.4 s for a 1M-row
+two-column SMILES file (``pd.read_csv`` of the same file: 5.5 s), 0.6 s for MUV (93k rows), 1.1 s
+for ToxCast (618 columns).
 
 Column choice is explicit when it could be ambiguous: :func:`find_smiles_column` refuses a table
 with more than one candidate SMILES column (``smiles`` and ``SMILES``, or ``smiles`` and ``mol``)

@@ -99,14 +99,18 @@ def find_raw_file(name: str, root: str | os.PathLike | None = None, download: bo
             return cand
     remote = _dl.MOLECULENET_FILES[name]
     dest = droot / "moleculenet" / remote.filename
+    # the message names the file as the README lists it (bbbp.csv), then the other accepted names
+    wanted, *others = raw_candidates(name, droot)
+    also = [p.name for p in others]
     if not download:
-        raise FileNotFoundError(missing_file_message(dest, f"MoleculeNet {name}", remote.url))
+        raise FileNotFoundError(missing_file_message(wanted, f"MoleculeNet {name}", remote.url, root=root, also=also))
     try:
         return _dl.fetch(remote, dest)
     except OSError as exc:
         raise FileNotFoundError(
-            missing_file_message(dest, f"MoleculeNet {name}", remote.url) + f" (download failed: {exc})"
-        ) from exc
+            missing_file_message(wanted, f"MoleculeNet {name}", None, root=root, also=also)
+            + f" The download from {remote.url} failed ({_dl.failure_reason(exc)})."
+        ) from None
 
 
 def _find_smiles_column(columns: list[str], path: Path) -> str:
@@ -166,8 +170,10 @@ def read_table(name: str, path: str | os.PathLike) -> tuple[list[str], np.ndarra
 def _default_workers(n: int) -> int:
     if n < PARALLEL_THRESHOLD:
         return 0
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(4, cpus) if cpus > 1 else 0
+    from gnnpretrain.runtime import busy_neighbours, current_busy, usable_cores
+
+    free = usable_cores() - busy_neighbours(current_busy())  # cores not busy with other work (other tests, jobs)
+    return min(4, free) if free > 1 else 0
 
 
 def build(
@@ -330,20 +336,31 @@ class MoleculeNet(InMemoryDataset):
         super().__init__(None, transform)
         self.raw_path = find_raw_file(self.name, root, download=download)
         self.processed_path = processed_path(self.name, self.raw_path, featurizer, cache)
-        payload = None
-        if self.processed_path.is_file():
-            try:
-                payload = _read_payload(self.processed_path)
-            except (UserError, KeyError, TypeError, ValueError) as exc:  # damaged, foreign or unsafe: rebuild
-                warnings.warn(f"MoleculeNet cache {self.processed_path} is damaged ({exc}); rebuilding it", stacklevel=2)
-                payload = None
+        payload = self._read_cache()
         if payload is None:
             # fail in the first second, not after featurizing, when the cache cannot be written
             ensure_writable(self.processed_path.parent, what="cache folder", option="--cache")
-            payload = build(self.name, self.raw_path, featurizer, num_workers=num_workers, progress=progress)
-            atomic_torch_save(payload, self.processed_path)
-            _remove_stale(self.processed_path, f"{self.name}-{featurizer}-")
+            from gnnpretrain.cachelock import build_lock
+
+            # one builder per entry: a parallel process (pytest worker, seed job) waits, then reads it
+            with build_lock(self.processed_path, what=f"MoleculeNet {self.name}"):
+                payload = self._read_cache(warn=False)
+                if payload is None:
+                    payload = build(self.name, self.raw_path, featurizer, num_workers=num_workers, progress=progress)
+                    atomic_torch_save(payload, self.processed_path)
+                    _remove_stale(self.processed_path, f"{self.name}-{featurizer}-")
         self._set_payload(payload)
+
+    def _read_cache(self, warn: bool = True) -> dict | None:
+        if not self.processed_path.is_file():
+            return None
+        try:
+            return _read_payload(self.processed_path)
+        except (UserError, KeyError, TypeError, ValueError) as exc:  # damaged, foreign or unsafe: rebuild
+            if warn:
+                warnings.warn(f"MoleculeNet cache {self.processed_path} is damaged ({exc}); rebuilding it",
+                              stacklevel=3)
+            return None
 
     def _set_payload(self, p: dict) -> None:
         self._all_smiles: list[str] = list(p["smiles"])

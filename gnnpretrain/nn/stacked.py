@@ -124,23 +124,6 @@ def _linear(x: Tensor, weight: Tensor, bias: Tensor | None, amp: bool) -> Tensor
     return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
 
-def _per_model_linear(x: Tensor, weight: Tensor, bias: Tensor | None, rows: list[int], amp: bool) -> Tensor:
-    """Model by model ``F.linear`` on its real rows (pad rows → 0): the very kernel call, shapes and
-    hence rounding of a separate run (a batched matmul rounds differently, see ``exact``)."""
-    G, N, _ = x.shape
-    parts = []
-    for g in range(G):
-        n = rows[g]
-        xg, wg, bg = x[g, :n], weight[g], None if bias is None else bias[g]
-        if amp:
-            dt = torch.bfloat16
-            y = F.linear(xg.to(dt), wg.to(dt), None if bg is None else bg.to(dt)).float()
-        else:
-            y = F.linear(xg, wg, bg)
-        parts.append(y if n == N else torch.cat([y, y.new_zeros(N - n, y.size(1))]))
-    return torch.stack(parts)
-
-
 class StackedGraphPred(nn.Module):
     """G ``GNNGraphPred`` models (same architecture) with parameters stacked on a leading model axis.
 
@@ -212,11 +195,19 @@ class StackedGraphPred(nn.Module):
     # ------------------------------------------------------------------------------ forward
     def forward(self, fb: FusedBatch, models: slice | None = None) -> Tensor:
         sl = models if models is not None else slice(0, self.num_models)
-        G, N, d = fb.num_models, fb.nmax, self.emb_dim
-        M = G * N
+        G, d = fb.num_models, self.emb_dim
         dev = fb.x.device
-        node_model = torch.arange(G, device=dev).repeat_interleave(N)
-        self._rows = fb.counts.tolist() if fb.padded else [N] * G
+        if self.exact and fb.padded:
+            raise ValueError("exact=True works on unpadded batches: collate with padded=False")
+        if not self.exact and not fb.padded and len(set(fb.counts.tolist())) > 1:
+            raise ValueError("exact=False needs equal rows per model: collate with padded=True")
+        # rows each model occupies in the flat node tensor (padded: Nmax each; else its node count)
+        seg = [fb.nmax] * G if fb.padded else fb.counts.tolist()
+        self._seg = seg
+        seg_t = torch.tensor(seg, device=dev)
+        noff = seg_t.cumsum(0) - seg_t
+        M = int(seg_t.sum())
+        node_model = torch.arange(G, device=dev).repeat_interleave(seg_t)
 
         # input embeddings (x_embedding1 + x_embedding2), per-model tables flattened
         w1 = self.p("gnn.x_embedding1.weight", sl).reshape(-1, d)
@@ -229,7 +220,7 @@ class StackedGraphPred(nn.Module):
         E = fb.edge_index.size(1)
         ecount = torch.bincount(fb.edge_model, minlength=G)
         eoff = ecount.cumsum(0) - ecount
-        real_pos = torch.arange(E, device=dev) + fb.edge_model * N
+        real_pos = torch.arange(E, device=dev) + noff[fb.edge_model]
         loop_pos = (eoff + ecount)[node_model] + torch.arange(M, device=dev)
         row = torch.empty(E + M, dtype=torch.long, device=dev)
         col = torch.empty_like(row)
@@ -241,16 +232,16 @@ class StackedGraphPred(nn.Module):
         row[loop_pos], col[loop_pos] = loops, loops
         bond[real_pos], direction[real_pos] = fb.edge_attr[:, 0], fb.edge_attr[:, 1]
         edge_model[real_pos], edge_model[loop_pos] = fb.edge_model, node_model
-        ends = (eoff + ecount + (torch.arange(G, device=dev) + 1) * N).tolist()
+        ends = (eoff + ecount + noff + seg_t).tolist()
         self._edge_bounds = list(zip([0] + ends[:-1], ends))
         bond_idx = edge_model * NUM_BOND_TYPE + bond
         dir_idx = edge_model * NUM_BOND_DIRECTION + direction
 
         mask = None
         if self.training and fb.padded:
-            ar = torch.arange(N, device=dev).view(1, N)
+            ar = torch.arange(fb.nmax, device=dev).view(1, -1)
             mask = (ar < fb.counts.view(G, 1)).to(h.dtype).unsqueeze(-1)
-        deg_cache: dict[str, Tensor] = {}
+        self._deg_norm = None
 
         h_list = [h]
         for layer in range(self.num_layer):
@@ -259,12 +250,12 @@ class StackedGraphPred(nn.Module):
             e2 = self.p(pre + "edge_embedding2.weight", sl)
             D = e1.size(-1)
             eemb = F.embedding(bond_idx, e1.reshape(-1, D)) + F.embedding(dir_idx, e2.reshape(-1, D))
-            h = self._conv(pre, sl, h, row, col, eemb, G, N, deg_cache, e1, e2, bond_idx, dir_idx)
-            h = self._batch_norm(layer, sl, h.view(G, N, d), fb, mask).reshape(M, d)
+            h = self._conv(pre, sl, h, row, col, eemb, G, M, e1, e2, bond_idx, dir_idx)
+            h = self._batch_norm(layer, sl, h, fb, mask)
             if layer < self.num_layer - 1:
                 h = F.relu(h)
             if self.training and self.drop_ratio > 0:
-                h = self._dropout(h.view(G, N, d), fb, sl).reshape(M, d)
+                h = self._dropout(h, sl)
             h_list.append(h)
 
         if self.JK == "last":
@@ -279,68 +270,67 @@ class StackedGraphPred(nn.Module):
         B = fb.num_graphs
         reduce = {"mean": "mean", "sum": "sum", "max": "max"}[self.graph_pooling]
         pooled = scatter(rep, fb.graph_index, dim=0, dim_size=G * B + 1, reduce=reduce)[: G * B]
-        pooled = pooled.view(G, B, -1)
-        self._rows = [B] * G
-        return self._lin(pooled, "graph_pred_linear", sl)
+        self._seg = [B] * G
+        return self._dense(pooled, "graph_pred_linear", sl).view(G, B, -1)
 
     # -------------------------------------------------------------------------------- layers
-    def _lin(self, x: Tensor, name: str, sl: slice, bias: bool = True) -> Tensor:
-        w = self.p(name + ".weight", sl)
-        b = self.p(name + ".bias", sl) if bias else None
+    def _dense(self, x: Tensor, name: str, sl: slice) -> Tensor:
+        """Per-model ``Linear`` on the flat ``[M, in]`` rows (model g owns ``self._seg[g]`` rows)."""
+        w, b = self.p(name + ".weight", sl), self.p(name + ".bias", sl)
         if self.exact:
-            return _per_model_linear(x, w, b, self._rows, self.amp)
-        return _linear(x, w, b, self.amp)
+            # torch's own kernel model by model on its rows: a separate run's call, shapes and
+            # rounding. split/unbind (not x[g]) keep autograd O(G): their backward is one cat/stack
+            xs, ws, bs = x.split(self._seg), w.unbind(0), b.unbind(0)
+            if self.amp:
+                dt = torch.bfloat16
+                return torch.cat([F.linear(xg.to(dt), wg.to(dt), bg.to(dt)) for xg, wg, bg in zip(xs, ws, bs)]).float()
+            return torch.cat([F.linear(xg, wg, bg) for xg, wg, bg in zip(xs, ws, bs)])
+        G = w.size(0)
+        return _linear(x.view(G, -1, x.size(-1)), w, b, self.amp).reshape(x.size(0), -1)
 
-    def _conv(self, pre, sl, h, row, col, eemb, G, N, deg_cache, e1, e2, bond_idx, dir_idx) -> Tensor:
-        d, M = self.emb_dim, G * N
+    def _conv(self, pre, sl, h, row, col, eemb, G, M, e1, e2, bond_idx, dir_idx) -> Tensor:
+        d = self.emb_dim
         t = self.gnn_type
         if t == "gin":
-            aggr = scatter(h[col] + eemb, row, dim=0, dim_size=M, reduce="sum")
-            z = self._lin(aggr.view(G, N, d), pre + "mlp.0", sl)
-            z = F.relu(z)
-            z = self._lin(z, pre + "mlp.2", sl)
-            return z.reshape(M, d)
+            aggr = scatter(h.index_select(0, col) + eemb, row, dim=0, dim_size=M, reduce="sum")
+            return self._dense(F.relu(self._dense(aggr, pre + "mlp.0", sl)), pre + "mlp.2", sl)
         if t == "gcn":
-            if "norm" not in deg_cache:
+            if self._deg_norm is None:
                 deg = scatter(torch.ones_like(row, dtype=h.dtype), row, dim=0, dim_size=M, reduce="sum")
                 dis = deg.pow(-0.5)
                 dis[torch.isinf(dis)] = 0.0
-                deg_cache["norm"] = dis[row] * dis[col]
-            xl = self._lin(h.view(G, N, d), pre + "linear", sl)
-            xl = xl.reshape(M, d)
-            return scatter(deg_cache["norm"].view(-1, 1) * (xl[col] + eemb), row, dim=0, dim_size=M, reduce="sum")
+                self._deg_norm = dis[row] * dis[col]
+            xl = self._dense(h, pre + "linear", sl)
+            return scatter(self._deg_norm.view(-1, 1) * (xl.index_select(0, col) + eemb), row, dim=0, dim_size=M, reduce="sum")
         if t == "graphsage":
-            xl = self._lin(h.view(G, N, d), pre + "linear", sl)
-            out = scatter(xl.reshape(M, d)[col] + eemb, row, dim=0, dim_size=M, reduce="mean")
+            xl = self._dense(h, pre + "linear", sl)
+            out = scatter(xl.index_select(0, col) + eemb, row, dim=0, dim_size=M, reduce="mean")
             return F.normalize(out, p=2, dim=-1)
-        # gat: alpha = <[(Wx)_i, (Wx)_j + e_ij], att>; the dot product is split into its node part
-        # (computed once per node) and its edge-embedding part (per model and bond/direction type),
-        # which avoids materialising [E, heads, 2d] gathered attention vectors for G models
         H = self.heads
-        xl = self._lin(h.view(G, N, d), pre + "weight_linear", sl)
-        xl = xl.view(G, N, H, d)
-        att = self.p(pre + "att", sl).view(G, H, 2 * d)
+        xl = self._dense(h, pre + "weight_linear", sl).view(M, H, d)
+        x_j = xl.index_select(0, col) + eemb.view(-1, H, d)
+        bias = self.p(pre + "bias", sl)  # [G, d]
         if self.exact:
-            # the plain layer's formula (same elementwise product and reduction per edge)
-            x_j = xl.reshape(M, H, d)[col] + eemb.view(-1, H, d)
-            cat = torch.cat([xl.reshape(M, H, d)[row], x_j], dim=-1)
-            att_g = self.p(pre + "att", sl)  # [G, 1, H, 2d]: model g's is broadcast over its edges
+            # the plain layer's formula: model g's attention vector broadcast over its edge block
+            cat = torch.cat([xl.index_select(0, row), x_j], dim=-1)
+            att_g = self.p(pre + "att", sl).unbind(0)  # [1, H, 2d] each
             alpha = torch.cat([(cat[a:b] * att_g[g]).sum(dim=-1) for g, (a, b) in enumerate(self._edge_bounds)])
             alpha = softmax(F.leaky_relu(alpha, 0.2), row, None, M)
-            out = scatter(x_j * alpha.unsqueeze(-1), row, dim=0, dim_size=M, reduce="sum")
-            return (out.mean(dim=1).view(G, N, d) + self.p(pre + "bias", sl).unsqueeze(1)).reshape(M, d)
+            out = scatter(x_j * alpha.unsqueeze(-1), row, dim=0, dim_size=M, reduce="sum").mean(dim=1)
+            return torch.cat([o + bg for o, bg in zip(out.split(self._seg), bias.unbind(0))])
+        # alpha = <[(Wx)_i, (Wx)_j + e_ij], att> split into its node part (once per node) and its
+        # edge-embedding part (per model and bond/direction type): no [E, heads, 2d] gathered tensor
+        att = self.p(pre + "att", sl).view(G, H, 2 * d)
         att_i, att_j = att[..., :d], att[..., d:]
-        s_i = (xl * att_i.unsqueeze(1)).sum(-1).reshape(M, H)
-        s_j = (xl * att_j.unsqueeze(1)).sum(-1).reshape(M, H)
+        xg = xl.view(G, -1, H, d)
+        s_i = (xg * att_i.unsqueeze(1)).sum(-1).reshape(M, H)
+        s_j = (xg * att_j.unsqueeze(1)).sum(-1).reshape(M, H)
         t1 = (e1.view(G, -1, H, d) * att_j.unsqueeze(1)).sum(-1).reshape(-1, H)  # [G*6, H]
         t2 = (e2.view(G, -1, H, d) * att_j.unsqueeze(1)).sum(-1).reshape(-1, H)  # [G*3, H]
         alpha = s_i[row] + s_j[col] + t1[bond_idx] + t2[dir_idx]
-        alpha = F.leaky_relu(alpha, 0.2)
-        alpha = softmax(alpha, row, None, M)
-        x_j = xl.reshape(M, H, d)[col] + eemb.view(-1, H, d)
-        out = scatter(x_j * alpha.unsqueeze(-1), row, dim=0, dim_size=M, reduce="sum")
-        bias = self.p(pre + "bias", sl)  # [G, d]
-        return (out.mean(dim=1).view(G, N, d) + bias.unsqueeze(1)).reshape(M, d)
+        alpha = softmax(F.leaky_relu(alpha, 0.2), row, None, M)
+        out = scatter(x_j * alpha.unsqueeze(-1), row, dim=0, dim_size=M, reduce="sum").mean(dim=1)
+        return (out.view(G, -1, d) + bias.unsqueeze(1)).reshape(M, d)
 
     def _batch_norm(self, layer: int, sl: slice, h: Tensor, fb: FusedBatch, mask: Tensor | None) -> Tensor:
         pre = f"gnn.batch_norms.{layer}."
@@ -350,47 +340,44 @@ class StackedGraphPred(nn.Module):
         if self.training:
             tracked.add_(1)
         if self.exact:
-            # torch's own kernel on each model's block of real nodes: the very computation (and
-            # rounding) of a separate run. Adam turns gradient noise of parameters whose true
-            # gradient is ~0 (e.g. the bias before a BatchNorm) into full-size steps, so anything
-            # short of bit-equal gradients drifts apart within a few dozen steps.
-            parts = []
-            for g in range(h.size(0)):
-                n = self._rows[g]
-                y = F.batch_norm(h[g, :n], rm[g], rv[g], weight[g], bias[g], self.training, _BN_MOMENTUM, _BN_EPS)
-                parts.append(y if n == h.size(1) else torch.cat([y, h.new_zeros(h.size(1) - n, h.size(2))]))
-            return torch.stack(parts)
+            # torch's own kernel on each model's rows: the very computation (and rounding) of a
+            # separate run. Adam turns gradient noise of parameters whose true gradient is ~0 (the
+            # bias before a BatchNorm) into full-size steps, so anything short of bit-equal
+            # gradients drifts apart within a few dozen steps.
+            return torch.cat([
+                F.batch_norm(hg, rm[g], rv[g], wg, bg, self.training, _BN_MOMENTUM, _BN_EPS)
+                for g, (hg, wg, bg) in enumerate(zip(h.split(self._seg), weight.unbind(0), bias.unbind(0)))
+            ])
+        G = weight.size(0)
+        x = h.view(G, -1, h.size(-1))
         weight, bias = weight.unsqueeze(1), bias.unsqueeze(1)
         if not self.training:
-            return (h - rm.unsqueeze(1)) * torch.rsqrt(rv.unsqueeze(1) + _BN_EPS) * weight + bias
+            return ((x - rm.unsqueeze(1)) * torch.rsqrt(rv.unsqueeze(1) + _BN_EPS) * weight + bias).reshape(h.shape)
         n = fb.counts.to(h.dtype).view(-1, 1, 1)
         if mask is None:
-            mean = h.mean(dim=1, keepdim=True)
-            diff = h - mean
+            mean = x.mean(dim=1, keepdim=True)
+            diff = x - mean
             var = (diff * diff).mean(dim=1, keepdim=True)
         else:
-            mean = (h * mask).sum(dim=1, keepdim=True) / n
-            diff = h - mean
+            mean = (x * mask).sum(dim=1, keepdim=True) / n
+            diff = x - mean
             dm = diff * mask
             var = (dm * dm).sum(dim=1, keepdim=True) / n
         with torch.no_grad():
             unbiased = var * n / (n - 1).clamp(min=1)
             rm.mul_(1 - _BN_MOMENTUM).add_(_BN_MOMENTUM * mean.squeeze(1))
             rv.mul_(1 - _BN_MOMENTUM).add_(_BN_MOMENTUM * unbiased.squeeze(1))
-        return diff * torch.rsqrt(var + _BN_EPS) * weight + bias
+        return (diff * torch.rsqrt(var + _BN_EPS) * weight + bias).reshape(h.shape)
 
-    def _dropout(self, h: Tensor, fb: FusedBatch, sl: slice) -> Tensor:
+    def _dropout(self, h: Tensor, sl: slice) -> Tensor:
         p = self.drop_ratio
-        G, N, d = h.shape
         gens = self.dropout_generators
-        if gens is not None and h.device.type == "cpu":
+        if gens is not None and h.device.type == "cpu" and self.exact:
             # exactly F.dropout's CPU path (noise.bernoulli_(1-p).div_(1-p); input * noise), drawn from
             # model g's own generator on the shape a separate run sees: bit-identical masks
-            noise = torch.ones_like(h)
-            gsel = gens[sl]
-            for g in range(G):
-                n = int(fb.counts[g])
-                noise[g, :n] = torch.empty(n, d, dtype=h.dtype).bernoulli_(1 - p, generator=gsel[g]).div_(1 - p)
+            noise = torch.cat([
+                torch.empty(n, h.size(1), dtype=h.dtype).bernoulli_(1 - p, generator=gen).div_(1 - p)
+                for n, gen in zip(self._seg, gens[sl])
+            ])
             return h * noise
-        noise = torch.empty_like(h).bernoulli_(1 - p).div_(1 - p)
-        return h * noise
+        return h * torch.empty_like(h).bernoulli_(1 - p).div_(1 - p)

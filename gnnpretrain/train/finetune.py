@@ -37,6 +37,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -65,6 +67,8 @@ __all__ = [
     "summarize",
     "seed_path",
     "default_output",
+    "checkpoint_label",
+    "safe_name",
 ]
 
 REPORT_MODES = ("best-valid", "last")
@@ -101,6 +105,7 @@ class FinetuneConfig:
     device: str = "auto"
     num_workers: int = 0
     num_threads: int | None = None
+    jobs: int = 1
     eval_batch_size: int = 256
     report: str = "best-valid"
     overwrite: bool = False
@@ -132,6 +137,8 @@ class FinetuneConfig:
                 raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1 (or None for torch's default), got {self.num_threads}")
+        if int(self.jobs) < 1:
+            raise ValueError(f"jobs must be >= 1, got {self.jobs}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if not 0.0 <= float(self.dropout) < 1.0:
@@ -185,12 +192,42 @@ class ConfigMismatchError(UserError, RuntimeError):
     """A finished seed file exists for a different configuration (see the module docstring)."""
 
 
+#: Checkpoint file stems that say nothing about the run (the folder name is added to them).
+_GENERIC_STEMS = frozenset({"model", "encoder", "checkpoint", "best", "last", "final", "weights"})
+
+
+def safe_name(text: str) -> str:
+    """``text`` as a portable file or folder name: letters, digits, ``.``, ``_``, ``-`` only."""
+    out = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    return out or "run"
+
+
+def checkpoint_label(path: str | os.PathLike) -> str:
+    """A short, filesystem-safe name for a checkpoint that differs for different weights.
+
+    The file stem (after the run folder's name when the stem is generic, e.g.
+    ``contextpred-model`` for ``runs/pretrain/contextpred/model.pth``) plus the first 8 hex digits
+    of its SHA-256, so two checkpoints both called ``model.pth`` never share a results folder.
+    """
+    p = Path(path)
+    stem = p.stem
+    if stem.lower() in _GENERIC_STEMS and p.resolve().parent.name:
+        stem = f"{p.resolve().parent.name}-{stem}"
+    return safe_name(f"{stem}-{_sha256(str(p))[:8]}")
+
+
 def default_output(config: FinetuneConfig) -> Path:
-    """``<domain>/runs/finetune/<name>`` in the checkout; the name defaults to gnn type + checkpoint stem."""
-    name = config.name
-    if not name:
-        stem = Path(config.input_model_file).stem if config.input_model_file else "scratch"
-        name = f"{config.gnn_type}_{stem}"
+    """``<domain>/runs/finetune/<name>`` in the checkout.
+
+    The name defaults to ``<gnn type>_scratch`` or ``<gnn type>_<checkpoint label>``
+    (:func:`checkpoint_label`: stem + content hash); a given ``name`` is made filesystem-safe.
+    """
+    if config.name:
+        name = safe_name(config.name)
+    elif config.input_model_file:
+        name = f"{config.gnn_type}_{checkpoint_label(config.input_model_file)}"
+    else:
+        name = f"{config.gnn_type}_scratch"
     return _REPO / config.domain / "runs" / "finetune" / name
 
 
@@ -202,7 +239,9 @@ def dataset_dirname(dataset: str) -> str:
 
 
 def output_dir(config: FinetuneConfig) -> Path:
-    return (Path(config.output) if config.output else default_output(config)) / dataset_dirname(config.dataset)
+    """``<output>/<dataset label>``, filesystem-safe (``string_human:max_centres=3000`` has no ``:``/``=``)."""
+    return (Path(config.output) if config.output else default_output(config)) / safe_name(
+        dataset_dirname(config.dataset))
 
 
 def seed_path(config: FinetuneConfig, seed: int) -> Path:
@@ -357,11 +396,20 @@ def score_predictions(objective: Objective, scaler: TargetScaler, y: torch.Tenso
     return objective.score(y, pred)
 
 
+#: Training sets with at least this many batches get a progress bar within each epoch (HIV, bio).
+BATCH_PROGRESS_MIN = 200
+
+
 def _train_epoch(model, loader, optimizer, device, objective: Objective | None = None,
-                 scaler: TargetScaler | None = None, amp: bool = False) -> float:
+                 scaler: TargetScaler | None = None, amp: bool = False, progress: str | None = None) -> float:
+    """One epoch; ``progress`` (a description) shows a per-batch bar on large training sets."""
     objective = objective or get_objective("classification")
     model.train()
     total, n = 0.0, 0
+    if progress is not None and len(loader) >= BATCH_PROGRESS_MIN:
+        from tqdm.auto import tqdm
+
+        loader = tqdm(loader, desc=progress, unit="batch", leave=False, dynamic_ncols=True, mininterval=1.0)
     for batch in loader:
         batch = batch.to(device)
         with autocast(device, amp):
@@ -451,7 +499,8 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
     bar = tqdm(range(1, config.epochs + 1), desc=f"{task.name} seed {seed}", leave=False,
                disable=not config.progress, dynamic_ncols=True)
     for epoch in bar:
-        loss = _train_epoch(model, train_loader, optimizer, device, objective, scaler, config.amp)
+        loss = _train_epoch(model, train_loader, optimizer, device, objective, scaler, config.amp,
+                            progress=f"  epoch {epoch}/{config.epochs}" if config.progress else None)
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"{task.name} seed {seed}: training loss became {loss} at epoch {epoch}; lower --lr"
@@ -629,6 +678,8 @@ def summarize(config: FinetuneConfig, records: list[dict] | None = None) -> dict
             for r in records
         ],
         "wall_time_s_total": round(sum(r["wall_time_s"] for r in records), 3),
+        # every distinct runtime (versions, threads, device) the seeds were computed under
+        "runtimes": [json.loads(u) for u in dict.fromkeys(json.dumps(r.get("runtime"), sort_keys=True) for r in records)],
     }
     atomic_write_json(output_dir(config) / "summary.json", summary)
     return summary
@@ -659,6 +710,9 @@ def run_finetune(config: FinetuneConfig) -> dict:
     """Run (or resume) every seed of ``config`` and return the summary (also in ``summary.json``).
 
     Resuming checks every seed file first, so a configuration mismatch fails before any training.
+    With ``config.jobs > 1`` the unfinished seeds run in that many parallel processes with one torch
+    thread each (on a small CPU that beats sequential seeds with several threads; see
+    ``benchmarks/RESULTS.md``); every seed computes exactly what it computes alone.
     """
     from gnnpretrain.outputs import output_lock
 
@@ -677,21 +731,89 @@ def _run_finetune_locked(config: FinetuneConfig) -> dict:
 
     current = _recorded_config(config)
     done = {s: load_finished(config, s, current) for s in config.seeds}
-    if config.fused and any(r is None for r in done.values()):
+    todo = [s for s in config.seeds if done[s] is None]
+    task = load_task(config) if todo else None
+    records = {s: {**r, "skipped": True} for s, r in done.items() if r is not None}
+    bar = tqdm(total=len(config.seeds), desc=f"{config.dataset} seeds", disable=not config.progress,
+               dynamic_ncols=True)
+    bar.update(len(records))
+
+    def finished(rec: dict) -> None:
+        records[rec["seed"]] = rec
+        bar.update(1)
+        key = "test_score" if "test_score" in rec["best_valid"] else "test_auc"
+        bar.set_postfix(seed=rec["seed"], test_bv=f"{rec['best_valid'][key]:.4f}",
+                        test_last=f"{rec['last'][key]:.4f}")
+
+    def note() -> str:
+        n_done = sum(1 for s in config.seeds if s in records)
+        return (f"{n_done} of {len(config.seeds)} fine-tuning seeds are finished and saved in {output_dir(config)}; "
+                "the same command continues with the others")
+
+    from gnnpretrain.runtime import interrupt_note
+
+    jobs = min(int(config.jobs), len(todo))
+    with interrupt_note(note):
+        if config.fused and todo:
+            # one stacked computation per group of seeds (gnnpretrain.train.sweep); with jobs > 1 the
+            # seeds are dealt to that many processes, each training its share as fused groups
+            if jobs > 1:
+                for recs in _run_seeds_parallel(config, task, [todo[i::jobs] for i in range(jobs)], jobs):
+                    for rec in recs:
+                        finished(rec)
+            else:
+                from gnnpretrain.train.sweep import run_members
+
+                for rec in run_members([(config, s) for s in todo], fuse_max=config.fuse_max, task=task):
+                    finished(rec)
+        elif jobs > 1:
+            for rec in _run_seeds_parallel(config, task, todo, jobs):
+                finished(rec)
+        else:
+            for seed in todo:
+                finished(run_seed(config, seed, task, check=False))
+    bar.close()
+    return summarize(config, [records[s] for s in config.seeds])
+
+
+# Parallel seeds: the task is handed to forked workers through this global (no pickling of graphs).
+_PARALLEL_TASK: Task | None = None
+
+
+def _parallel_init(threads: int) -> None:
+    from gnnpretrain.runtime import ignore_interrupts_in_worker
+
+    ignore_interrupts_in_worker()  # Ctrl-C: the parent prints one line and terminates the pool
+    torch.set_num_threads(threads)
+
+
+def _parallel_seed(args: tuple[FinetuneConfig, int | list[int]]) -> dict | list[dict]:
+    config, seed = args
+    if isinstance(seed, list):  # a fused share: its seeds as fused groups, records in seed order
         from gnnpretrain.train.sweep import run_members
 
-        return summarize(config, run_members([(config, s) for s in config.seeds], fuse_max=config.fuse_max))
-    task = load_task(config) if any(r is None for r in done.values()) else None
-    records = []
-    bar = tqdm(config.seeds, desc=f"{config.dataset} seeds", disable=not config.progress, dynamic_ncols=True)
-    for seed in bar:
-        if done[seed] is not None:
-            rec = {**done[seed], "skipped": True}
-        else:
-            rec = run_seed(config, seed, task, check=False)
-        records.append(rec)
-        key = "test_score" if "test_score" in rec["best_valid"] else "test_auc"
-        bar.set_postfix(seed=seed, test_bv=f"{rec['best_valid'][key]:.4f}",
-                        test_last=f"{rec['last'][key]:.4f}", skipped=rec["skipped"])
-    bar.close()
-    return summarize(config, records)
+        return run_members([(config, s) for s in seed], fuse_max=config.fuse_max, task=_PARALLEL_TASK)
+    return run_seed(config, seed, _PARALLEL_TASK, check=False)
+
+
+def _run_seeds_parallel(config: FinetuneConfig, task: Task, seeds: list, jobs: int):
+    """Yield the records of ``seeds`` as ``jobs`` worker processes (one thread each) finish them
+    (an item that is a list of seeds is one fused share; its worker yields the list of records).
+
+    Each worker writes its seed file atomically, so an interruption keeps every finished seed.
+    """
+    global _PARALLEL_TASK
+    import multiprocessing as mp
+
+    worker_config = dataclasses.replace(config, progress=False, jobs=1)
+    try:
+        ctx = mp.get_context("fork")  # workers inherit the loaded task
+    except ValueError:
+        ctx = mp.get_context("spawn")  # they load it from the cache instead
+    _PARALLEL_TASK = task
+    try:
+        with ctx.Pool(jobs, initializer=_parallel_init, initargs=(config.num_threads or 1,)) as pool:
+            # leaving the block (normally, on an error or on Ctrl-C) terminates the workers
+            yield from pool.imap_unordered(_parallel_seed, [(worker_config, s) for s in seeds])
+    finally:
+        _PARALLEL_TASK = None

@@ -12,7 +12,8 @@ start, which ``checkpoint.pth`` stores, so a resumed run reproduces an uninterru
 
 Run directory layout (``out_dir``):
     config.json      run configuration (strategy, encoder architecture, options, data, training)
-    metrics.jsonl    one JSON object per finished epoch (means over the epoch's steps)
+    metrics.jsonl    one JSON object per finished epoch (means over the epoch's steps; ``runtime``:
+                     torch threads and device of the process that ran it)
     model.pth        encoder state dict (reference key names), what fine-tuning loads
     model.safetensors  the same tensors in safetensors (no pickle), run config in its metadata
     checkpoint.pth   full state for ``resume``: strategy, optimiser, epoch, RNG states — tensors and
@@ -125,6 +126,27 @@ def _check_resume_config(saved: dict, current: dict, out_dir: Path) -> None:
             + "; ".join(diffs)
             + "); use the original settings to resume, or a new --output directory (or --overwrite) to start afresh"
         )
+
+
+def _subset(saved: Any, partial: Any) -> Any:
+    if isinstance(saved, dict) and isinstance(partial, dict):
+        return {k: _subset(saved.get(k, "<absent>"), v) for k, v in partial.items()}
+    return saved
+
+
+def check_resume_config_early(out_dir: str | Path, partial: dict) -> None:
+    """Compare the keys of ``partial`` with the run's saved ``config.json`` before any data is loaded,
+    so a ``--resume`` with other settings fails in the first second (the full check runs again in
+    :func:`pretrain`). No-op when there is no saved config."""
+    path = Path(out_dir) / CONFIG_NAME
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    partial = json.loads(json.dumps(partial, default=str))
+    _check_resume_config(_subset(saved, partial), partial, Path(out_dir))
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -295,7 +317,37 @@ def _pretrain(
             strategy, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=True
         )
 
+    finished = {"epoch": start_epoch - 1}
+
+    def note() -> str:
+        if finished["epoch"] < 1:
+            return f"no pre-training epoch had finished; nothing to keep in {out_dir}"
+        return (f"pre-training stopped during epoch {finished['epoch'] + 1}/{epochs}; epochs 1-{finished['epoch']} "
+                f"are saved in {ckpt_path} (encoder: {model_path}); add --resume to the same command to continue")
+
+    total_steps = len(loader) if hasattr(loader, "__len__") else None
+    if rank == 0 and start_epoch <= int(epochs) and total_steps:
+        log(f"pre-training: {int(epochs) - start_epoch + 1} epoch(s) x {total_steps} steps; a time estimate "
+            "follows the first steps of a long run")
+    with _interrupt_note(note):
+        history = _epochs(strategy, model, loader, optimizer, device, amp_used, seed, rank, world_size, start_epoch,
+                          int(epochs), progress, log, history, finished, model_path, ckpt_path, metrics_path,
+                          plain_config, total_steps)
+    return history
+
+
+def _interrupt_note(note):
+    from gnnpretrain.runtime import interrupt_note
+
+    return interrupt_note(note)
+
+
+def _epochs(strategy, model, loader, optimizer, device, amp_used, seed, rank, world_size, start_epoch, epochs,
+            progress, log, history, finished, model_path, ckpt_path, metrics_path, plain_config, total_steps):
+    """The epoch loop of :func:`pretrain` (split out so the interrupt note wraps it)."""
     metric_keys: list[str] | None = None
+    estimate_at = max(3, min(20, (total_steps or 0) // 10))
+    t_start = time.time()
     for epoch in range(start_epoch, int(epochs) + 1):
         strategy.train()
         if hasattr(loader, "set_epoch"):
@@ -329,6 +381,12 @@ def _pretrain(
             optimizer.step()
             acc.add(metrics)
             steps += 1
+            if rank == 0 and total_steps and epoch == start_epoch and steps == estimate_at and total_steps > 2 * steps:
+                per_step = (time.time() - t_start) / steps
+                remaining = per_step * (total_steps * (epochs - start_epoch + 1) - steps)
+                if remaining >= 30:
+                    log(f"about {_duration(per_step * total_steps)} per epoch, {_duration(remaining)} to go "
+                        f"(measured over the first {steps} steps)")
             if bar is not None:
                 shown = {k: f"{metrics[k]:.4f}" for k in ("loss", "acc") if k in metrics and not math.isnan(metrics[k])}
                 bar.set_postfix(shown, refresh=False)
@@ -346,9 +404,12 @@ def _pretrain(
             _average_buffers(strategy, world_size)
         record = {"epoch": epoch, "steps": steps, **acc.reduce(device, world_size, metric_keys)}
         record["time_s"] = round(time.time() - t0, 3)
+        # what can change floating-point results within a resumed run (full runtime_info in config.json)
+        record["runtime"] = {"torch_threads": torch.get_num_threads(), "device": str(device)}
         if rank == 0:
             history.append(record)
-            shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+            shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+                              if k != "runtime")
             log(f"epoch {epoch}: {shown}")
             encoder_state = {k: v.detach().cpu() for k, v in strategy.encoder.state_dict().items()}
             if model_path.suffix != ".safetensors":
@@ -370,9 +431,18 @@ def _pretrain(
                 ckpt_path,
             )
             atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
+        finished["epoch"] = epoch
         if world_size > 1:
             dist.barrier()
     return history
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @functools.wraps(_pretrain)

@@ -246,7 +246,8 @@ def test_missing_file_offline_names_path_and_url(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         MoleculeNet(tmp_path / "empty", "hiv", cache=tmp_path / "c", download=False)
     msg = str(err.value)
-    assert str(tmp_path / "empty" / "moleculenet" / "HIV.csv") in msg
+    # the README's name first, then the other names accepted (the official HIV.csv among them)
+    assert f"{tmp_path / 'empty' / 'moleculenet' / 'hiv.csv'} (or hiv.csv.gz, HIV.csv" in msg
     assert "https://deepchemdata.s3-us-west-1.amazonaws.com/datasets/HIV.csv" in msg
 
 
@@ -255,7 +256,7 @@ def test_failed_download_is_a_clear_error(tmp_path, monkeypatch):
         raise ConnectionError("network unreachable")
 
     monkeypatch.setattr(dl, "_urlopen_to", no_network)
-    with pytest.raises(FileNotFoundError, match=r"raw file not found at .*muv\.csv\.gz.*download failed.*unreachable"):
+    with pytest.raises(FileNotFoundError, match=r"raw file not found: .*muv\.csv \(or muv\.csv\.gz\).*download .*muv\.csv\.gz failed.*unreachable"):
         MoleculeNet(tmp_path, "muv", cache=tmp_path / "c", download=True)
     assert not any((tmp_path / "moleculenet").iterdir())  # no partial file left
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from gnnpretrain.paths import checkpoints_root
 from gnnpretrain.errors import UnsafeFileError
 from gnnpretrain.train.pretrain import _rng_state
 from torch_geometric.data import Batch
@@ -15,7 +16,7 @@ from torch_geometric.data import Batch
 from gnnpretrain.chem.featurize import smiles_to_graph
 from gnnpretrain.nn import GNN, GNNGraphPred, convert_reference_state_dict, describe_state_dict, load_encoder_state
 
-CKPT = Path("/work/shared/reference-checkpoints")
+CKPT = checkpoints_root()  # found as the library finds it ($GNNPRETRAIN_CHECKPOINTS, ../shared, ...)
 GCN_FILE = CKPT / "chem" / "gcn_contextpred.pth"
 GAT_FILE = CKPT / "chem" / "gat_supervised.pth"
 SAGE_BIO_FILE = CKPT / "bio" / "graphsage_masking.pth"

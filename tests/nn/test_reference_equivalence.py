@@ -14,10 +14,11 @@ import torch
 from _dense_reference import dense_encoder, ego_network
 from torch_geometric.data import Batch, Data
 
+from gnnpretrain.paths import checkpoints_root
 from gnnpretrain.chem.featurize import smiles_to_graph
 from gnnpretrain.nn import GNN, load_encoder_state
 
-CKPT_ROOT = Path("/work/shared/reference-checkpoints")
+CKPT_ROOT = checkpoints_root()  # found as the library finds it ($GNNPRETRAIN_CHECKPOINTS, ../shared, ...)
 CHEM = sorted((CKPT_ROOT / "chem").glob("*.pth")) if (CKPT_ROOT / "chem").is_dir() else []
 BIO = sorted((CKPT_ROOT / "bio").glob("*.pth")) if (CKPT_ROOT / "bio").is_dir() else []
 NOTE_SMILES = ["C[C@H](N)C(=O)O", "c1ccc2[nH]ccc2c1", "CCN(CC)CC.Cl"]

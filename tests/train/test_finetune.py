@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from gnnpretrain.paths import checkpoints_root
 from gnnpretrain.metrics import NoValidTaskError
 from gnnpretrain.train import tasks as task_registry
 from gnnpretrain.train.finetune import (
@@ -25,7 +26,7 @@ from gnnpretrain.train.finetune import (
 )
 from gnnpretrain.train.tasks import Task, get_task, register_task_loader
 
-REF_CKPT = Path("/work/shared/reference-checkpoints/chem")
+REF_CKPT = checkpoints_root() / "chem"  # found as the library finds it
 # 2 x 64 GIN, 6 epochs, the paper's dropout: on BBBP's scaffold split seeds 0-2 reach test ROC-AUC 0.61-0.63 in
 # both report modes (measured here); short runs with dropout 0.2 or wider models spread far more (0.52-0.69)
 SMALL = dict(num_layer=2, emb_dim=64, epochs=6, batch_size=32, dropout=0.5, progress=False)
@@ -225,3 +226,6 @@ def test_cli_runs_and_prints_summary(capsys, tmp_path):
     assert sorted(p.name for p in (tmp_path / "clintox").iterdir() if not p.name.startswith(".")) == ["seed0.json", "seed1.json", "summary.json"]
     rec = json.loads((tmp_path / "clintox" / "seed1.json").read_text())
     assert rec["num_tasks"] == 2 and len(rec["last"]["test_per_task"]) == 2
+    # what changes floating-point results is recorded with each result (--threads 1 here)
+    assert rec["runtime"]["torch_threads"] == 1 and rec["runtime"]["torch"] == torch.__version__
+    assert summary["runtimes"] == [rec["runtime"]]

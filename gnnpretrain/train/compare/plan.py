@@ -103,6 +103,8 @@ class CompareConfig:
     profile: str | None = None
     rows: list[str] | None = None  # run only these rows (and their baselines); None = all
     ledger: str | None = None  # the results ledger (default: see ledger_path)
+    fused: bool = False  # fine-tune each (architecture, dataset)'s cells as fused groups (train.sweep)
+    fuse_max: int | None = None  # models per fused group (None: automatic)
 
     def __post_init__(self) -> None:
         self.seeds = parse_seeds(self.seeds)

@@ -78,7 +78,7 @@ def markdown_table(cells: Sequence[dict], rows: Sequence[str], datasets: Sequenc
     cols = list(datasets) + ["avg"]
     n_max = max([c["n"] for c in cells if c["dataset"] != "avg"] or [0])
     lines = [
-        f"Test ROC-AUC (%), mean ± std over {n_max} seeds (fewer where a cell says n=); "
+        f"Test ROC-AUC (%), mean ± std over {n_max} seed{'s' * (n_max != 1)} (fewer where a cell says n=); "
         f"epoch reported: **{report}**. "
         f"↓ = below the no-pre-training row of the same architecture, significant (one-sided Welch "
         f"t-test, p < {alpha}); (↓) = below but not significant.",
@@ -178,20 +178,22 @@ def gain_grid(cells: Sequence[dict], rows: Sequence[str], datasets: Sequence[str
             if c is not None and not math.isnan(c["diff"]):
                 grid[i, j] = 100 * c["diff"]
     lim = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
-    fig, ax = plt.subplots(figsize=(1.0 * len(cols) + 3.0, 0.42 * len(pre) + 1.6), dpi=100)
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.9 * len(cols) + 4.0), 0.42 * len(pre) + 1.8), dpi=100)
     im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
     for i, r in enumerate(pre):
         for j, d in enumerate(cols):
             if np.isfinite(grid[i, j]):
                 mark = by[(r, d)].get("marker", "")
-                ax.text(j, i, f"{grid[i, j]:+.1f}{mark}", ha="center", va="center", fontsize=7)
+                dark = abs(grid[i, j]) > 0.6 * lim  # white text on the saturated colours
+                ax.text(j, i, f"{grid[i, j]:+.1f}{mark}", ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
     ax.set_xticks(range(len(cols)))
     ax.set_xticklabels([d.upper() if d != "avg" else "Avg" for d in cols], fontsize=8)
     ax.set_yticks(range(len(pre)))
     ax.set_yticklabels([f"{r} (vs {by[(r, cols[0])]['baseline'] if (r, cols[0]) in by else '?'})" for r in pre],
                        fontsize=7)
     ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, label="gain (ROC-AUC points)")
+    fig.colorbar(im, ax=ax, label="gain (points)")
     fig.tight_layout()
     _save(fig, path)
 

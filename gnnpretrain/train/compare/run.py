@@ -203,7 +203,23 @@ def _run_comparison_locked(config: CompareConfig, log: Callable[[str], None]) ->
             f"{rec['best_valid']['test_auc']:.4f} (best valid) {rec['last']['test_auc']:.4f} (last), "
             f"{rec['wall_time_s']:.0f} s")
 
-    if todo:
+    if todo and config.fused:
+        # every (architecture, dataset) cell group as stacked computations in this process: same seed
+        # files and ledger lines as separate runs (gnnpretrain.train.sweep); a line per seed as its
+        # group finishes
+        from gnnpretrain.train.sweep import run_members
+
+        if config.jobs > 1:
+            log(f"fused fine-tuning runs its groups in this process (--jobs {config.jobs} applies to separate runs)")
+        count = iter(range(1, len(todo) + 1))
+
+        def fused_record(i: int, rec: dict) -> None:
+            rec.setdefault("runtime", runtime_info(rec.get("device")))
+            record(next(count), todo[i][0], rec)
+
+        run_members([(ftc, seed) for _, ftc, seed in todo], fuse_max=config.fuse_max, note=log,
+                    on_record=fused_record)
+    elif todo:
         if config.jobs == 1:
             _worker_init_threads_main()
             for i, (row, ftc, seed) in enumerate(todo, 1):
