@@ -24,8 +24,8 @@ Tested equal to separate runs (``tests/train/test_sweep.py``): training losses o
 bit-equal (the issue asks 1e-5 relative) for GIN and GAT (and GCN/GraphSAGE ad hoc), from scratch and
 from checkpoints, dropout 0 and 0.5; whole 1-2-epoch records equal. Known limit: in a group of 10, two
 of ten seeds drifted from their separate runs by float rounding at an epoch's last (partial) batch
-(cause not found); long runs are then equal in distribution (``benchmarks/validate_fused.py``), not
-bitwise.
+(groups of <= 7 did not; some kernel's summation order changes with size — cause not found); long runs
+are then equal in distribution (``benchmarks/validate_fused.py``), not bitwise.
 
 Records, resume and mismatch rules are those of separate runs: each seed gets the same
 ``seed<k>.json`` (plus bookkeeping ``"fused": {"group_size": G, ...}``), finished seeds are skipped,
