@@ -32,6 +32,12 @@ _REPO = Path(__file__).resolve().parent.parent
 if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
+from gnnpretrain.runtime import add_threads_argument, exit_quietly_on_interrupt, prefer_passive_openmp  # noqa: E402
+
+if __name__ == "__main__":
+    exit_quietly_on_interrupt()  # one line, exit 130, even for a Ctrl-C during the imports below
+prefer_passive_openmp()  # before torch loads OpenMP
+
 from gnnpretrain.train.compare import (  # noqa: E402
     GNN_TYPES,
     PROFILES,
@@ -94,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain", default=None, help="chem (default) or bio")
     p.add_argument("--gnn-type", default=None, choices=GNN_TYPES)
     p.add_argument("--jobs", type=int, default=None, help="parallel fine-tuning processes (1 torch thread each)")
+    add_threads_argument(p)
     p.add_argument("--fused", action="store_true", default=None,
                    help="fine-tune the cells of each (architecture, data set) as fused groups of models "
                    "(gnnpretrain.train.sweep; same seed files and ledger lines as separate runs)")
@@ -110,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from gnnpretrain.runtime import apply_threads
+
+    apply_threads(args.threads)  # this process (pre-training runs in its own process and plans its own)
     if args.suite == "moleculeace":
         return _moleculeace(parser, args)
     if args.report_only:
