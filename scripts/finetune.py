@@ -109,8 +109,9 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
                    "only for files you trust)")
     p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
                    help="train the seeds as one stacked computation (gnnpretrain.train.sweep: same results and "
-                   "files as separate runs; unsupported options fall back to separate runs). Default: "
-                   "fused (measured faster here, see benchmarks/RESULTS.md)")
+                   "files as separate runs; unsupported options fall back to separate runs). Default: not "
+                   "fused — on one CPU thread it measured slower than separate runs (benchmarks/RESULTS.md); "
+                   "it is meant for GPUs, where one model at batch 32 leaves the device idle")
     p.add_argument("--fuse-max", type=int, default=None, metavar="N",
                    help="at most N models per fused group (default: automatic — 10 on CPU, measured from "
                    "the memory of one step on a GPU)")
