@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     from gnnpretrain.runtime import apply_threads
 
-    apply_threads(args.threads)  # this process (pre-training runs in its own process and plans its own)
+    if not getattr(args, "report_only", False):  # tables only: no training, leave the caller's threads alone
+        apply_threads(args.threads)  # this process (pre-training runs in its own process and plans its own)
     if args.suite == "moleculeace":
         return _moleculeace(parser, args)
     if args.report_only:
