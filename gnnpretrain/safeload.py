@@ -32,8 +32,9 @@ import pickle
 import pickletools
 import re
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
@@ -159,6 +160,34 @@ def _check_looks_like_torch(path: Path) -> None:
         )
 
 
+def _global_name(g: Any) -> str:
+    return g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}"
+
+
+@contextmanager
+def _stand_ins_win(allow: Sequence[Any]) -> Iterator[None]:
+    """Let this reader's ``(stand-in, "module.Name")`` pairs take precedence over the process-wide list.
+
+    torch keeps allowed globals in a *set* and maps each name to whichever entry it meets last, so a
+    class registered globally under the same name (PyG registers its real ``Data`` on import) would
+    win or lose at random. For the duration of one load, entries that collide with a stand-in's name
+    are set aside and restored afterwards.
+    """
+    names = {g[1] for g in allow if isinstance(g, tuple)}
+    saved = list(torch.serialization.get_safe_globals())
+    clashing = [g for g in saved if _global_name(g) in names]
+    if not clashing:
+        yield
+        return
+    torch.serialization.clear_safe_globals()
+    torch.serialization.add_safe_globals([g for g in saved if g not in clashing])
+    try:
+        yield
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(saved)
+
+
 _NEEDED_RE = re.compile(r"(?:but got <class '([\w.]+)'>|GLOBAL ([\w.]+) was not an allowed global)")
 
 
@@ -167,7 +196,7 @@ def _load_trusted(path: Path, map_location: Any, trusted: list[Any]) -> Any:
     one by one from the loader's refusals: e.g. NumPy's dtype classes are not named statically)."""
     for _ in range(32):
         try:
-            with torch.serialization.safe_globals(trusted):
+            with _stand_ins_win(trusted), torch.serialization.safe_globals(trusted):
                 return torch.load(path, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as exc:
             m = _NEEDED_RE.search(str(exc))
@@ -203,7 +232,7 @@ def load_torch(
         raise FileNotFoundError(f"{what} not found: {path}")
     _check_looks_like_torch(path)
     try:
-        with torch.serialization.safe_globals(list(allow)):
+        with _stand_ins_win(allow), torch.serialization.safe_globals(list(allow)):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Weights only load failed" not in str(exc):

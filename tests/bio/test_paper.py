@@ -63,3 +63,22 @@ def test_missing_file_message(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="geometric_data_processed.pt"):
         PaperBioDataset(tmp_path)
+
+
+def test_legacy_reader_stand_ins_beat_globally_registered_classes(tmp_path):
+    """PyG registers its real ``Data`` as a safe global on import (and torch keeps that list in a set,
+    so which entry wins a name clash is arbitrary): the legacy reader must still use its stand-ins,
+    and leave the process-wide list as it found it."""
+    _write_reference_file(tmp_path)
+    clash = (pyg_data.Data, "torch_geometric.data.data.Data")
+    original = list(torch.serialization.get_safe_globals())
+    torch.serialization.add_safe_globals([clash, pyg_data.Data])
+    before = set(map(repr, torch.serialization.get_safe_globals()))
+    try:
+        for _ in range(3):
+            ds = PaperBioDataset(tmp_path)
+            assert len(ds) == 2 and ds[0].edge_index.tolist() == [[0, 1, 1, 2], [1, 0, 2, 1]]
+        assert set(map(repr, torch.serialization.get_safe_globals())) == before
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(original)
