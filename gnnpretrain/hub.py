@@ -34,7 +34,6 @@ import builtins
 import hashlib
 import json
 import os
-import pickle
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -376,13 +375,11 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path), device="cpu")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"{path} holds Python objects besides tensors; the hub loads weights only and refuses to unpickle "
-            f"it ({str(err).splitlines()[0]}). Load the encoder state dict (model.pth) instead of checkpoint.pth."
-        ) from None
+    from gnnpretrain.safeload import load_torch
+
+    return load_torch(path, what="encoder file", trust_hint=(
+        "The hub loads weights only and refuses to unpickle it: load the encoder state dict (model.pth or "
+        "model.safetensors) instead of checkpoint.pth."))
 
 
 def _architecture_from_weights(sd: Any, path: Path | None) -> dict[str, Any]:

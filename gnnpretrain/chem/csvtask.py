@@ -252,7 +252,9 @@ def load_moleculeace_task(target: str, *, data_root: str | os.PathLike | None = 
                "Put the MoleculeACE CSVs (from the MoleculeACE package's Data/benchmark_data) in that folder or "
                "point the data root there (--data-root / $GNNPRETRAIN_DATA).")
         )
-    df = pd.read_csv(path)
+    from gnnpretrain.chem.csvio import read_csv_checked
+
+    df = read_csv_checked(path)
     y = df[["y"]].to_numpy(dtype=np.float64)
     graphs, kept, skipped = _featurize(df["smiles"].tolist(), y, featurizer)
     part = df["split"].iloc[kept].str.strip().str.lower().tolist()

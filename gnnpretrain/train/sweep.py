@@ -53,6 +53,7 @@ from typing import Callable, Sequence
 import torch
 
 from gnnpretrain.nn.stacked import FusedBatch, StackedGraphPred, unsupported_reason
+from gnnpretrain.safeload import load_torch
 from gnnpretrain.train.finetune import (
     RESULT_KEYS,
     FinetuneConfig,
@@ -314,7 +315,7 @@ def train_group(
     spath = state_path(members) if max_steps is None else None
     if spath is not None and spath.is_file():
         try:
-            state = torch.load(spath, map_location=device, weights_only=True)
+            state = load_torch(spath, map_location=device, what="fused-sweep state")
             if state.get("key") != _group_key(members):
                 raise ValueError("state of another group")
             stacked.load_state_dict(state["model"])
