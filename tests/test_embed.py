@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,6 @@ from gnnpretrain.chem.featurize import smiles_to_graph
 from gnnpretrain.nn import GNN
 from gnnpretrain.paths import checkpoints_root
 
-REPO = Path(__file__).resolve().parents[1]
 SHARED_GCN = checkpoints_root() / "chem" / "gcn_supervised_contextpred.pth"
 SMILES = ["CCO", "c1ccccc1O", "not a smiles", "CC(=O)Nc1ccc(O)cc1", "[Na+].[Cl-]", "C"]
 
@@ -82,31 +80,11 @@ def test_sklearn_transformer_in_a_pipeline(encoder, data_dir):
     assert np.isnan(gnnpretrain.MoleculeEmbedder(model=encoder, on_error="nan").fit().transform(SMILES)[2]).all()
 
 
-def _run(capsys, *args: str) -> subprocess.CompletedProcess:
-    """scripts/embed.py in this process through run_cli, as ``python scripts/embed.py`` runs it."""
-    import importlib.util
-
-    from gnnpretrain.utils import run_cli
-
-    spec = importlib.util.spec_from_file_location("embed_cli", REPO / "scripts" / "embed.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    capsys.readouterr()
-    code = 0
-    try:
-        run_cli(cli.main, list(args))
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out.out, out.err)
-
-
-@pytest.mark.skipif(not SHARED_GCN.is_file(), reason="reference checkpoints not found")
-def test_embed_script(tmp_path, capsys):
+def test_embed_script(tmp_path, run_script):
     csv = tmp_path / "mols.csv"
     pd.DataFrame({"name": list("abcdef"), "smi": SMILES}).to_csv(csv, index=False)
     out = tmp_path / "emb.npy"
-    res = _run(capsys, "--input", str(csv), "--smiles-column", "smi", "--model", "gcn_supervised_contextpred",
+    res = run_script("embed", "--input", str(csv), "--smiles-column", "smi", "--model", "gcn_supervised_contextpred",
                "--output", str(out), "--no-progress")
     assert res.returncode == 0, res.stderr
     arr = np.load(out)
@@ -115,6 +93,6 @@ def test_embed_script(tmp_path, capsys):
     assert "1 of 6" in res.stdout
     failed_file = tmp_path / "emb.failed.csv"
     assert pd.read_csv(failed_file)["smiles"].tolist() == ["not a smiles"]
-    bad = _run(capsys, "--input", str(csv), "--smiles-column", "SMILES", "--model", "gcn_supervised_contextpred", "--output", str(out))
+    bad = run_script("embed", "--input", str(csv), "--smiles-column", "SMILES", "--model", "gcn_supervised_contextpred", "--output", str(out))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "'SMILES'" in bad.stderr and "'name', 'smi'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

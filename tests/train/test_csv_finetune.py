@@ -15,7 +15,6 @@ import torch
 from gnnpretrain.train.finetune import FinetuneConfig, finetune_seed, load_task, run_finetune, summarize
 from gnnpretrain.train.tasks import get_task
 
-REPO = Path(__file__).resolve().parents[2]
 SMALL = dict(num_layer=2, emb_dim=32, dropout=0.0, progress=False, num_threads=1)
 
 
@@ -81,42 +80,23 @@ def test_csv_classification_multitarget_with_missing_labels(data_dir, tmp_path):
     assert summarize(cfg, [old])["test_auc"] == summarize(cfg, [rec])["test_auc"]
 
 
-def _script(*args: str, capsys=None) -> subprocess.CompletedProcess:
-    """Run scripts/finetune.py in this process through run_cli (as ``python scripts/finetune.py`` does)."""
-    import importlib.util
-
-    from gnnpretrain.utils import run_cli
-
-    spec = importlib.util.spec_from_file_location("ft_cli_csv", REPO / "scripts" / "finetune.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    capsys.readouterr()
-    code = 0
-    try:
-        run_cli(cli.main, list(args))
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out.out, out.err)
-
-
-def test_csv_regression_script_resume_and_bad_inputs(moleculeace_csv, tmp_path, capsys):
+def test_csv_regression_script_resume_and_bad_inputs(moleculeace_csv, tmp_path, run_script):
     raw = pd.read_csv(moleculeace_csv)
     df = pd.DataFrame({"mol": raw["smiles"], "pKi": raw["y"], "part": raw["split"], "note": "x"})
     path = tmp_path / "ki.csv"
     df.to_csv(path, index=False)
     common = ["--dataset", str(path), "--smiles-column", "mol", "--epochs", "2", "--seeds", "0", "--emb-dim", "16",
               "--num-layer", "2", "--threads", "1", "--no-progress", "--output", str(tmp_path / "out")]
-    res = _script(*common, "--target-columns", "pKi", "--split", "column:part", capsys=capsys)
+    res = run_script("finetune", *common, "--target-columns", "pKi", "--split", "column:part")
     assert res.returncode == 0, res.stderr
     assert "test RMSE" in res.stdout
     rec = json.loads((tmp_path / "out" / "ki" / "seed0.json").read_text())
     assert rec["task_type"] == "regression" and rec["split"]["test"] == int((raw["split"] == "test").sum())
-    again = _script(*common, "--target-columns", "pKi", "--split", "column:part", capsys=capsys)
+    again = run_script("finetune", *common, "--target-columns", "pKi", "--split", "column:part")
     assert again.returncode == 0 and json.loads((tmp_path / "out" / "ki" / "seed0.json").read_text()) == rec
 
     # unknown column (CLI): one line naming it and listing the file's columns
-    bad = get_err(_script(*common[:-1], str(tmp_path / "out2"), "--target-columns", "pIC50", capsys=capsys))
+    bad = get_err(run_script("finetune", *common[:-1], str(tmp_path / "out2"), "--target-columns", "pIC50"))
     assert "'pIC50'" in bad and "'mol', 'pKi', 'part', 'note'" in bad
     # non-numeric target; classification asked for real values (library: the same messages run_cli prints)
     with pytest.raises(ValueError, match="must hold numbers") as err:
