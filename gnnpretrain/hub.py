@@ -368,18 +368,16 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ loading
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of an encoder file, never unpickling anything but weights (``weights_only=True``)."""
+    from gnnpretrain.nn.checkpoint import _read_checkpoint_file
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"encoder file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path), device="cpu")
-    from gnnpretrain.safeload import load_torch
-
-    return load_torch(path, what="encoder file", trust_hint=(
+    obj = _read_checkpoint_file(path, trust_hint=(
         "The hub loads weights only and refuses to unpickle it: load the encoder state dict (model.pth or "
         "model.safetensors) instead of checkpoint.pth."))
+    # our .safetensors files come back with their run config; the hub reads that metadata separately
+    return obj["state_dict"] if path.suffix == ".safetensors" and "state_dict" in obj else obj
 
 
 def _architecture_from_weights(sd: Any, path: Path | None) -> dict[str, Any]:

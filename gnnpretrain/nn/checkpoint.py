@@ -47,7 +47,7 @@ _PREFIX_RE = re.compile(r"^(.*?)gnns\.\d+\.")
 # ---------------------------------------------------------------------------------------------
 # reading and unwrapping
 # ---------------------------------------------------------------------------------------------
-def _read_checkpoint_file(path: Path, trust_pickle: bool = False) -> Any:
+def _read_checkpoint_file(path: Path, trust_pickle: bool = False, trust_hint: str | None = None) -> Any:
     """Read an encoder file safely: ``.safetensors``, or a torch file through
     :func:`gnnpretrain.safeload.load_torch` (``weights_only=True``; a file that needs full unpickling
     is refused unless ``trust_pickle``, a truncated or non-torch file is a one-line error)."""
@@ -73,7 +73,8 @@ def _read_checkpoint_file(path: Path, trust_pickle: bool = False) -> Any:
         except ValueError:
             config = None
         return {"state_dict": sd, "config": config} if isinstance(config, dict) else sd
-    return load_torch(path, trust_pickle=trust_pickle, what="checkpoint")
+    hint = {"trust_hint": trust_hint} if trust_hint else {}
+    return load_torch(path, trust_pickle=trust_pickle, what="checkpoint", **hint)
 
 
 def _is_tensor_dict(obj: Any) -> bool:
