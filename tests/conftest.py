@@ -15,6 +15,16 @@ from gnnpretrain.paths import cache_dir, data_root
 torch.set_num_threads(1)
 
 
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread for every test, restored afterwards: scripts run in-process may pick their own
+    thread count, and on a small shared CPU a second spinning thread makes small models several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     root = data_root()

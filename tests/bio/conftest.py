@@ -21,14 +21,3 @@ def small_bio(tmp_path_factory, data_dir):
 
     return BioEgoNetworks(data_dir, tmp_path_factory.mktemp("biocache"), log=False, **SMALL)
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small graphs on a shared 2-core machine: one intra-op thread is many times faster than two
-    (no spin-waiting on a busy core). Restored afterwards for other test folders."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -32,14 +32,6 @@ REF_CKPT = checkpoints_root() / "chem"  # found as the library finds it
 SMALL = dict(num_layer=2, emb_dim=64, epochs=6, batch_size=32, dropout=0.5, progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on the shared 2-core machine this is ~9x faster than competing threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def bbbp(data_dir, cache) -> Task:

@@ -32,13 +32,6 @@ SMALL = dict(dataset="bace", num_layer=2, emb_dim=32, batch_size=32, progress=Fa
 STEPS = 20
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def bace(data_dir, cache):
