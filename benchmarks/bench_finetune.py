@@ -47,7 +47,7 @@ def _measure(spec: dict) -> dict:
     from gnnpretrain.metrics import masked_bce_with_logits
     from gnnpretrain.nn.stacked import StackedGraphPred
     from gnnpretrain.train.finetune import FinetuneConfig, _train_loader, autocast, build_model, load_task
-    from gnnpretrain.train.sweep import TrainStore, _index_loader, _per_model_loss
+    from gnnpretrain.train.sweep import TrainStore, _index_loader, _per_model_loss, make_optimizer
     from gnnpretrain.utils import resolve_device, seed_everything
 
     device = resolve_device(spec["device"])
@@ -55,7 +55,10 @@ def _measure(spec: dict) -> dict:
                          emb_dim=spec["emb_dim"], dropout=spec["dropout"], batch_size=spec["batch_size"],
                          amp=spec["amp"], progress=False)
     task = load_task(cfg)
-    G, warmup, steps = spec["G"], spec["warmup"], spec["steps"]
+    G, steps = spec["G"], spec["steps"]
+    # warm-up counted in model-steps: oneDNN compiles a bf16 product per new shape, and a real run
+    # amortises that over its epochs, so the timed steps should see the steady state
+    warmup = max(spec["warmup"], math.ceil(spec.get("warmup_model_steps", 0) / max(G, 1)))
     cuda = device.type == "cuda"
 
     def sync():
@@ -91,7 +94,8 @@ def _measure(spec: dict) -> dict:
         for g in range(G):
             seed_everything(g)
             plain.append(build_model(task, cfg))
-        stacked = StackedGraphPred(plain, amp=cfg.amp, exact=spec.get("exact", device.type == "cpu")).to(device)
+        kernels = spec.get("kernels") or ("exact" if device.type == "cpu" else "batched")
+        stacked = StackedGraphPred(plain, amp=cfg.amp, kernels=kernels).to(device)
         del plain
         if device.type == "cpu" and cfg.dropout > 0:
             gens = []
@@ -100,7 +104,7 @@ def _measure(spec: dict) -> dict:
                 gen.manual_seed(g)
                 gens.append(gen)
             stacked.dropout_generators = gens
-        opt = torch.optim.Adam(stacked.parameters(), lr=cfg.lr)
+        opt = make_optimizer(stacked, cfg, kernels)
         store = TrainStore(task.graphs("train"))
         gens = [torch.Generator().manual_seed(g) for g in range(G)]
         stacked.train()
@@ -114,7 +118,7 @@ def _measure(spec: dict) -> dict:
         it = index_batches()
 
         def step():
-            fb = store.collate(next(it), padded=not stacked.exact).to(device)
+            fb = store.collate(next(it), padded=stacked.kernels == "batched").to(device)
             losses = _per_model_loss(stacked(fb), fb.y)
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
@@ -140,6 +144,14 @@ def _measure(spec: dict) -> dict:
     return out
 
 
+def _print_one(r: dict) -> None:
+    name = "separate" if r["G"] == 0 else f"fused G={r['G']} ({r['kernels']})"
+    mem = f"peak RSS {r['peak_rss_mib']:.0f} MiB" + (f", CUDA {r['peak_cuda_mib']:.0f} MiB" if "peak_cuda_mib" in r else "")
+    runs = ", ".join(f"{v:.0f}" for v in r["all_graphs_per_s"])
+    print(f"{r['precision']:5s} {name:26s} {r['graphs_per_s']:9.1f} graphs/s (best of {runs}; {r['graphs']} graphs "
+          f"per repetition; {mem})", flush=True)
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", default="bbbp")
@@ -152,11 +164,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--graphs", type=int, default=1280, help="timed training graphs per model-configuration (rounded up to whole steps)")
     p.add_argument("--min-steps", type=int, default=2)
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps per configuration (at least)")
+    p.add_argument("--warmup-model-steps", type=int, default=24,
+                   help="untimed model-steps (steps x G) per configuration, so bf16 shape compilation is amortised")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the whole list of configurations this many times, interleaved (on a shared machine "
+                        "the best round of each is the least disturbed)")
     p.add_argument("--repeat", type=int, default=1, help="timed repetitions per configuration; the best is reported")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--fast", action="store_true", help="CPU: also time the batched (non-exact) fused kernels")
+    p.add_argument("--kernels", default=None,
+                   help="fused kernel sets to time, comma-separated (exact, sparse, batched; default: exact,sparse on "
+                        "CPU, batched on CUDA)")
     p.add_argument("--json", default=None, help="write all figures here")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one spec (JSON) and print
     args = p.parse_args(argv)
@@ -168,34 +187,43 @@ def main(argv: list[str] | None = None) -> dict:
 
     base = dict(dataset=args.dataset, gnn_type=args.gnn_type, num_layer=args.num_layer, emb_dim=args.emb_dim,
                 batch_size=args.batch_size, dropout=args.dropout, device=args.device, threads=args.threads,
-                warmup=args.warmup, repeat=args.repeat)
+                warmup=args.warmup, warmup_model_steps=args.warmup_model_steps, repeat=args.repeat)
     specs = []
+    kernel_sets = (args.kernels or ("batched" if args.device.startswith("cuda") else "exact,sparse")).split(",")
     groups = [int(g) for g in args.groups.split(",") if g]
     for prec in args.precisions.split(","):
         amp = prec == "bf16"
         for G in [0] + groups:
             per_step = max(G, 1) * args.batch_size
             steps = max(args.min_steps, math.ceil(args.graphs / per_step))
-            specs.append({**base, "G": G, "amp": amp, "precision": prec, "steps": steps})
-            if args.fast and G and args.device == "cpu":
-                specs.append({**base, "G": G, "amp": amp, "precision": prec, "steps": steps, "exact": False})
+            if G == 0:
+                specs.append({**base, "G": G, "amp": amp, "precision": prec, "steps": steps})
+            for kern in (kernel_sets if G else []):
+                specs.append({**base, "G": G, "amp": amp, "precision": prec, "steps": steps, "kernels": kern})
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    results = []
+    results = [None] * len(specs)
     t_start = time.time()
     load_before = os.getloadavg()
-    for spec in specs:
-        proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True, text=True, env=env)
-        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode != 0 or not line:
-            print(f"FAILED {spec}: {proc.stderr[-2000:]}", file=sys.stderr)
-            results.append({**spec, "error": proc.stderr[-500:]})
-            continue
-        r = json.loads(line[0][len("RESULT "):])
-        results.append(r)
-        name = "separate" if r["G"] == 0 else f"fused G={r['G']}" + ("" if r.get("exact", True) or args.device != "cpu" else " (batched kernels)")
-        mem = f"peak RSS {r['peak_rss_mib']:.0f} MiB" + (f", CUDA {r['peak_cuda_mib']:.0f} MiB" if "peak_cuda_mib" in r else "")
-        print(f"{r['precision']:5s} {name:32s} {r['graphs_per_s']:9.1f} graphs/s ({r['graphs']} graphs, {r['seconds']:.1f} s; {mem})", flush=True)
+    for rnd in range(args.rounds):
+        for k, spec in enumerate(specs):
+            proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True, text=True, env=env)
+            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode != 0 or not line:
+                print(f"FAILED {spec}: {proc.stderr[-2000:]}", file=sys.stderr)
+                results[k] = results[k] or {**spec, "error": proc.stderr[-500:]}
+                continue
+            r = json.loads(line[0][len("RESULT "):])
+            prev = results[k]
+            if prev is not None and "graphs_per_s" in prev:
+                r["all_graphs_per_s"] = prev["all_graphs_per_s"] + r["all_graphs_per_s"]
+                r["graphs_per_s"] = max(r["all_graphs_per_s"])
+                r["peak_rss_mib"] = max(r["peak_rss_mib"], prev["peak_rss_mib"])
+            results[k] = r
+            if rnd < args.rounds - 1:
+                continue
+            _print_one(r)
+    results = [r for r in results if r is not None]
     sep = {r["precision"]: r["graphs_per_s"] for r in results if r.get("G") == 0 and "graphs_per_s" in r}
     print("\nratios (graphs/s over separate in the same precision | over separate fp32):")
     for r in results:
@@ -203,8 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
             same = r["graphs_per_s"] / sep[r["precision"]] if r["precision"] in sep else float("nan")
             fp32 = r["graphs_per_s"] / sep["fp32"] if "fp32" in sep else float("nan")
             r["ratio_same_precision"], r["ratio_vs_separate_fp32"] = same, fp32
-            tag = "" if r.get("exact", True) or args.device != "cpu" else " (batched kernels)"
-            print(f"  {r['precision']:5s} fused G={r['G']:<4d}{tag} {same:5.2f}x | {fp32:5.2f}x")
+            print(f"  {r['precision']:5s} fused G={r['G']:<4d} ({r['kernels']:7s}) {same:5.2f}x | {fp32:5.2f}x")
     if "bf16" in sep and "fp32" in sep:
         print(f"  bf16 separate {sep['bf16'] / sep['fp32']:5.2f}x | {sep['bf16'] / sep['fp32']:5.2f}x")
     info = {

@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fine-tune the cells of each (architecture, data set) as fused groups of models "
                    "(gnnpretrain.train.sweep; same seed files and ledger lines as separate runs)")
     p.add_argument("--fuse-max", type=int, default=None, metavar="N", help="models per fused group (default: automatic)")
+    p.add_argument("--fused-kernels", default=None, choices=["auto", "exact", "sparse", "batched"],
+                   help="kernels of fused groups: auto (default) = sparse on CPU (fast; equal to separate runs to float "
+                   "rounding), batched on GPUs; exact = CPU, bit-equal to separate runs")
     p.add_argument("--report", default=None, choices=REPORT_MODES, help="which epoch the main table reports")
     p.add_argument("--alpha", type=float, default=None, help="significance level of the negative-transfer test")
     p.add_argument("--device", default=None, help="cpu (default), cuda, auto")
@@ -164,6 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
             ledger=args.ledger,
             fused=args.fused,
             fuse_max=args.fuse_max,
+            fused_kernels=args.fused_kernels,
         )
     except (ValueError, argparse.ArgumentTypeError) as err:
         parser.error(str(err))

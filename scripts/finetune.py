@@ -115,6 +115,10 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
     p.add_argument("--fuse-max", type=int, default=None, metavar="N",
                    help="at most N models per fused group (default: automatic — 10 on CPU, measured from "
                    "the memory of one step on a GPU)")
+    p.add_argument("--fused-kernels", default="auto", choices=["auto", "exact", "sparse", "batched"],
+                   help="kernels of fused groups: auto = sparse on CPU (sparse-matrix aggregation, bf16 products in "
+                   "fixed-shape blocks, fused Adam: equal to separate runs to float rounding, dropout masks from the "
+                   "same distribution), batched on GPUs; exact = CPU kernels bit-equal to separate runs (slower)")
     p.add_argument("--amp", action="store_true",
                    help="bf16 autocast for the model (loss, metrics, optimizer stay fp32); changes results "
                    "slightly, so it is part of the configuration (see chem/README.md)")
@@ -186,6 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
             num_workers=args.num_workers, num_threads=threads, jobs=jobs, report=args.report, overwrite=args.overwrite,
             progress=not args.no_progress, trust_pickle=args.trust_pickle, smiles_column=args.smiles_column,
             target_columns=args.target_columns, task_type=args.task, amp=args.amp, fuse_max=args.fuse_max,
+            fused_kernels=args.fused_kernels,
             **({} if args.fused is None else {"fused": args.fused}),
         )
     except (ValueError, FileNotFoundError) as err:

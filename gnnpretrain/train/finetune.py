@@ -120,6 +120,9 @@ class FinetuneConfig:
     amp: bool = False  # bf16 autocast (changes results: a RESULT_KEY)
     fused: bool = False  # train the seeds as one stacked computation (gnnpretrain.train.sweep); bookkeeping
     fuse_max: int | None = None  # cap on models per fused group (None: automatic)
+    # kernels of a fused group (gnnpretrain.nn.stacked.KERNELS): "auto" = "sparse" on CPU (fast,
+    # rounding-equal), "batched" on CUDA; "exact" = CPU, bit-equal to separate runs. Bookkeeping
+    fused_kernels: str = "auto"
 
     def __post_init__(self) -> None:
         self.seeds = parse_seeds(self.seeds)
@@ -143,6 +146,8 @@ class FinetuneConfig:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.fused_kernels not in ("auto", "exact", "sparse", "batched"):
+            raise ValueError(f"fused_kernels must be auto, exact, sparse or batched, got {self.fused_kernels!r}")
         if self.fuse_max is not None and int(self.fuse_max) < 1:
             raise ValueError(f"fuse_max must be >= 1 (or None for automatic), got {self.fuse_max}")
         if self.lr <= 0:

@@ -3,11 +3,29 @@
 The protocol's compute is fine-tuning (10 seeds x every checkpoint x every data set), and those runs
 differ only in seed and starting checkpoint. :func:`run_members` trains any mix of ``(config, seed)``
 pairs that share the architecture and every result-changing option except the checkpoint as groups
-of :class:`~gnnpretrain.nn.stacked.StackedGraphPred` (one batched matmul per layer for all G models,
-message passing on the disjoint union of their batches, one Adam over the stacked tensors — Adam is
-element-wise, so that *is* G Adams with the same lr / eps / weight decay).
+of :class:`~gnnpretrain.nn.stacked.StackedGraphPred` (parameters stacked on a model axis, message
+passing on the disjoint union of their batches, one Adam over the stacked tensors — Adam is
+element-wise, so that *is* G Adams with the same lr / eps / weight decay), in this process or spread
+over worker processes (``jobs``: CPU processes of one thread, or one process per GPU).
 
-Each model computes what its separate run (:func:`gnnpretrain.train.finetune.finetune_seed`) computes:
+Three kernel sets (``FinetuneConfig.fused_kernels``, :func:`resolve_kernels`):
+
+* ``sparse`` (CPU default): each layer's neighbourhood sum as one sparse-matrix product, per-model
+  dense layers writing into one output (bf16 under ``amp``, in fixed-height blocks so oneDNN's
+  compiled kernels are reused), dropout masks from raw random bits, torch's fused Adam model by
+  model. Equal to separate runs to float rounding step by step (``tests/train/test_sparse_kernels.py``)
+  and in distribution over whole runs (``benchmarks/validate_fused.py``); the fast path
+  (``benchmarks/RESULTS.md``).
+* ``exact`` (CPU): torch's own kernels model by model, bit-equal to separate runs — the reference
+  for the equivalence tests.
+* ``batched`` (GPU default): padded layout, one batched matmul per layer, masked BatchNorm.
+
+A model's training never depends on the group it is in or its position there (tested bitwise for
+``sparse`` and ``exact``), so a seed gives the same result in a group of 2 or of 40, in one process
+or in a worker.
+
+With the ``exact`` kernels each model computes what its separate run
+(:func:`gnnpretrain.train.finetune.finetune_seed`) computes:
 
 * initialisation: ``seed_everything(seed)`` then ``build_model`` — the G plain models are built
   exactly as separate runs build them, then stacked;
@@ -20,12 +38,16 @@ Each model computes what its separate run (:func:`gnnpretrain.train.finetune.fin
 * evaluation: every valid/test batch is collated once and scored by all models (in chunks of models
   that bound memory), with the same metric function as :func:`~gnnpretrain.train.finetune.evaluate`.
 
-Tested equal to separate runs (``tests/train/test_sweep.py``): training losses of the first 20 steps
-bit-equal (the issue asks 1e-5 relative) for GIN and GAT (and GCN/GraphSAGE ad hoc), from scratch and
-from checkpoints, dropout 0 and 0.5; whole 1-2-epoch records equal. Known limit: in a group of 10, two
-of ten seeds drifted from their separate runs by float rounding at an epoch's last (partial) batch
-(groups of <= 7 did not; some kernel's summation order changes with size — cause not found); long runs
-are then equal in distribution (``benchmarks/validate_fused.py``), not bitwise.
+Tested equal to separate runs (``tests/train/test_sweep.py``, exact kernels): training losses of the
+first 20 steps bit-equal (the issue asks 1e-5 relative) for GIN and GAT (and GCN/GraphSAGE ad hoc),
+from scratch and from checkpoints, dropout 0 and 0.5; whole records of a group of 10 over two epochs
+equal. (Groups of >= 9 used to drift at an epoch's last, partial batch: the loss was one call over all
+models, and torch's vectorised ``exp`` rounds its loop body and tail differently, so a model's entries
+fell in position-dependent lanes. The loss is now taken model by model.) Why the sparse kernels are
+only rounding-equal over many steps: Adam's first steps move every parameter by about ``lr`` whatever
+its gradient's size, so parameters whose true gradient is ~0 (a bias before a BatchNorm, a unit that
+is almost never active) take steps decided by rounding noise; 1e-7 differences at step 0 reach 1e-3 in
+the loss within a few steps — as a separate run on another thread count would.
 
 Records, resume and mismatch rules are those of separate runs: each seed gets the same
 ``seed<k>.json`` (plus bookkeeping ``"fused": {"group_size": G, ...}``), finished seeds are skipped,
@@ -73,7 +95,8 @@ from gnnpretrain.train.objectives import TargetScaler, get_objective
 from gnnpretrain.train.tasks import Task
 from gnnpretrain.utils import atomic_torch_save, atomic_write_json, resolve_device, seed_everything
 
-__all__ = ["run_members", "train_group", "TrainStore", "fusion_key", "fallback_reason", "auto_group_size", "CPU_FUSE_DEFAULT"]
+__all__ = ["run_members", "train_group", "TrainStore", "fusion_key", "fallback_reason", "auto_group_size", "CPU_FUSE_DEFAULT",
+           "resolve_kernels"]
 
 log = logging.getLogger(__name__)
 Tensor = torch.Tensor
@@ -164,7 +187,22 @@ def fusion_key(config: FinetuneConfig) -> tuple:
     keys = [k for k in RESULT_KEYS if k not in _PER_MEMBER_KEYS]
     return tuple((k, json.dumps(rec.get(k), sort_keys=True)) for k in keys) + (
         ("data_root", str(config.data_root)), ("cache", str(config.cache)), ("device", str(config.device)),
+        ("fused_kernels", str(config.fused_kernels)),
     )
+
+
+def resolve_kernels(config: FinetuneConfig, device: torch.device) -> str:
+    """The kernel set a group of ``config`` runs on ``device`` (see :data:`gnnpretrain.nn.stacked.KERNELS`).
+
+    ``auto``: ``sparse`` on CPU (the fast path: sparse-matrix aggregation, bf16 products in
+    fixed-shape blocks, fused Adam; equal to separate runs to float rounding), ``batched`` on
+    CUDA. ``exact`` and ``sparse`` are CPU kernel sets: asked for on a GPU they are refused."""
+    kernels = config.fused_kernels
+    if kernels == "auto":
+        return "batched" if device.type == "cuda" else "sparse"
+    if device.type == "cuda" and kernels != "batched":
+        raise ValueError(f"fused_kernels={kernels!r} is a CPU kernel set; on {device} use 'batched' or 'auto'")
+    return kernels
 
 
 def fallback_reason(task: Task, config: FinetuneConfig) -> str | None:
@@ -195,7 +233,7 @@ def auto_group_size(task: Task, config: FinetuneConfig, n: int, device: torch.de
     for g in (1, 2):
         seed_everything(0)
         models = [build_model(task, FinetuneConfig(**{**config.to_dict(), "input_model_file": None})) for _ in range(g)]
-        stacked = StackedGraphPred(models, amp=config.amp, exact=False).to(device)
+        stacked = StackedGraphPred(models, amp=config.amp, kernels="batched").to(device)
         stacked.train()
         gen = torch.Generator().manual_seed(0)
         idx = next(iter(_index_loader(len(store), config.batch_size, gen)))
@@ -219,10 +257,73 @@ def auto_group_size(task: Task, config: FinetuneConfig, n: int, device: torch.de
 
 
 # ------------------------------------------------------------------------------------- training
+class StackedAdam(torch.optim.Adam):
+    """torch's fused CPU Adam kernel, stepped model by model over the stacked tensors.
+
+    Why per model: the kernel's vectorised body and scalar tail round differently, so one call over
+    a ``[G, ...]`` tensor would make model g's update depend on where it sits in the group (a seed
+    would train differently in a group of 2 than of 4). On each ``[...]`` slice it does not. 3.4x
+    faster than the default Adam loop on one thread (measured); rounding-equal, not bit-equal, to it.
+    Same state layout (``step``, ``exp_avg``, ``exp_avg_sq``) as ``torch.optim.Adam``.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
+        super().__init__(params, lr=lr, weight_decay=weight_decay)
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            params, grads, avgs, sqs, steps = [], [], [], [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.tensor(0.0)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+                for g in range(p.size(0)):
+                    params.append(p[g])
+                    grads.append(p.grad[g])
+                    avgs.append(state["exp_avg"][g])
+                    sqs.append(state["exp_avg_sq"][g])
+                    steps.append(state["step"])
+            if params:
+                torch._fused_adam_(params, grads, avgs, sqs, [], steps, lr=float(group["lr"]), beta1=beta1,
+                                   beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
+                                   amsgrad=False, maximize=False)
+        return loss
+
+
+def make_optimizer(stacked: StackedGraphPred, config: FinetuneConfig, kernels: str) -> torch.optim.Optimizer:
+    """One Adam over the stacked tensors (element-wise, so it is G Adams): with the ``exact``
+    kernels torch's default Adam (bit-equal to a separate run's), otherwise :class:`StackedAdam`
+    (the fused kernel, model by model)."""
+    if kernels == "exact":
+        return torch.optim.Adam(stacked.parameters(), lr=config.lr, weight_decay=config.decay)
+    return StackedAdam(stacked.parameters(), lr=config.lr, weight_decay=config.decay)
+
+
 def _per_model_loss(logits: Tensor, y: Tensor) -> Tensor:
-    """``masked_bce_with_logits`` of every model at once: ``[G, B, T]`` → ``[G]`` (mean over each
-    model's labelled entries; unlabelled entries give no loss and no gradient)."""
+    """``masked_bce_with_logits`` of every model: ``[G, B, T]`` → ``[G]`` (mean over each model's
+    labelled entries; unlabelled entries give no loss and no gradient).
+
+    On CPU model by model, on each model's own ``[B, T]``: torch's vectorised loops round their
+    body and their tail differently (``exp`` in the loss and its gradient), so one call over all G
+    models would put model g's entries in lanes that depend on g whenever ``B*T`` is not a multiple
+    of the vector width — an epoch's last, partial batch. That made a model's update depend on its
+    position in the group (and differ from its separate run). On CUDA one call for all."""
     y = y.to(logits.device)
+    if logits.device.type == "cpu":
+        from gnnpretrain.metrics import masked_bce_with_logits
+
+        return torch.stack([masked_bce_with_logits(lg, yg) for lg, yg in zip(logits.unbind(0), y.unbind(0))])
     mask = ~torch.isnan(y)
     target = torch.where(mask, y, torch.zeros_like(y)).to(logits.dtype)
     loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
@@ -295,8 +396,9 @@ def train_group(
         plain.append(build_model(task, cfg))
         rng_states.append(torch.get_rng_state())  # what a separate run's dropout draws from next
     num_params = sum(p.numel() for p in plain[0].parameters())
-    # CPU: bit-equal per-model kernels; GPU: batched kernels (fewer launches, rounding-close only)
-    stacked = StackedGraphPred(plain, amp=cfg0.amp, exact=device.type == "cpu").to(device)
+    # CPU: sparse (fast) or exact (bit-equal) per-model kernels; GPU: batched kernels
+    kernels = resolve_kernels(cfg0, device)
+    stacked = StackedGraphPred(plain, amp=cfg0.amp, kernels=kernels).to(device)
     del plain
     drop_gens = []
     for state in rng_states:
@@ -304,7 +406,7 @@ def train_group(
         gen.set_state(state)
         drop_gens.append(gen)
     stacked.dropout_generators = drop_gens
-    optimizer = torch.optim.Adam(stacked.parameters(), lr=cfg0.lr, weight_decay=cfg0.decay)
+    optimizer = make_optimizer(stacked, cfg0, kernels)
     store = TrainStore(task.graphs("train"))
     loader_gens = [torch.Generator().manual_seed(int(seed)) for _, seed in members]
     valid_batches = _eval_batches(task, "valid", cfg0.eval_batch_size)
@@ -343,7 +445,7 @@ def train_group(
         seen = 0
         for step in range(len(loaders[0])):
             idx = torch.stack([next(it) for it in iters])
-            fb = store.collate(idx, padded=not stacked.exact).to(device)
+            fb = store.collate(idx, padded=kernels == "batched").to(device)
             losses = _per_model_loss(stacked(fb), fb.y)
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
@@ -381,9 +483,116 @@ def train_group(
     records = []
     for g, (cfg, seed) in enumerate(members):
         rec = make_record(task, seed, cfg, curves[g], num_params, round(wall / G, 3), device, objective, scaler)
-        rec["fused"] = {"group_size": G, "group_wall_time_s": round(wall, 3)}
+        rec["fused"] = {"group_size": G, "group_wall_time_s": round(wall, 3), "kernels": kernels}
         records.append(rec)
     return records
+
+
+def _worker_count(config: FinetuneConfig, jobs: int | None, n: int) -> int:
+    device = config.device
+    on_cuda = str(device).startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if jobs is None:
+        jobs = torch.cuda.device_count() if on_cuda and str(device) in ("cuda", "auto") else 1
+    elif on_cuda and jobs > 1 and str(device) in ("cuda", "auto"):
+        jobs = min(jobs, torch.cuda.device_count())
+    return max(1, min(int(jobs), n))
+
+
+def _shares(groups: dict[tuple, list[int]], members: Sequence[tuple[FinetuneConfig, int]], workers: int,
+            fuse_max: int | None) -> list[list[int]]:
+    """Work items for ``workers`` processes: each fusion group cut into pieces no larger than a
+    group (CPU: ``fuse_max`` or :data:`CPU_FUSE_DEFAULT`), and into at least ``workers`` pieces so
+    no worker idles while another trains a big group; largest first, so the last ones are short."""
+    items = []
+    for idxs in groups.values():
+        cfg = members[idxs[0]][0]
+        cap = fuse_max if fuse_max is not None else cfg.fuse_max
+        on_cpu = not (str(cfg.device).startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available()))
+        if cap is None and on_cpu:
+            cap = CPU_FUSE_DEFAULT
+        size = math.ceil(len(idxs) / workers)
+        if cap is not None:
+            size = min(size, int(cap))
+        items += [idxs[k:k + size] for k in range(0, len(idxs), max(size, 1))]
+    return sorted(items, key=len, reverse=True)
+
+
+# Worker processes: the parent's tasks (fork) and this worker's device (CUDA: one per process).
+_WORKER_TASKS: dict[tuple, Task] = {}
+_WORKER_DEVICE: str | None = None
+
+
+def _task_key(cfg: FinetuneConfig) -> tuple:
+    return (cfg.domain, cfg.dataset, cfg.split, cfg.split_seed, cfg.featurizer, cfg.data_root, cfg.cache)
+
+
+def _worker_init(threads: int, devices, parent_pid: int) -> None:
+    global _WORKER_DEVICE
+    from gnnpretrain.runtime import ignore_interrupts_in_worker
+    from gnnpretrain.train.compare.run import _die_with_parent
+
+    ignore_interrupts_in_worker()  # Ctrl-C: the parent stops the pool and prints one line
+    _die_with_parent(parent_pid)
+    torch.set_num_threads(threads)
+    if devices is not None:
+        _WORKER_DEVICE = devices.get()
+
+
+def _worker_item(args: tuple[int, list[tuple[FinetuneConfig, int]]]) -> tuple[int, list[dict]]:
+    import dataclasses
+
+    k, item = args
+    if _WORKER_DEVICE is not None:
+        item = [(dataclasses.replace(cfg, device=_WORKER_DEVICE), seed) for cfg, seed in item]
+    task = _WORKER_TASKS.get(_task_key(item[0][0]))
+    return k, run_members(item, task=task, jobs=1)
+
+
+def _run_parallel(members, groups, workers, fuse_max, task, note, on_record, results) -> None:
+    """Train the groups in ``workers`` processes; seed files are written by the workers (atomic),
+    ``on_record`` runs here as each work item comes back."""
+    import dataclasses
+    import multiprocessing as mp
+    import os
+
+    global _WORKER_TASKS
+    cfg0 = members[next(iter(groups.values()))[0]][0]
+    on_cuda = str(cfg0.device).startswith("cuda") or (cfg0.device == "auto" and torch.cuda.is_available())
+    items = _shares(groups, members, workers, fuse_max)
+    if fuse_max is not None:
+        members = [(dataclasses.replace(cfg, fuse_max=fuse_max), seed) for cfg, seed in members]
+    note(f"fused fine-tuning: {len(items)} group(s) over {workers} "
+         f"{'GPU processes (one per device)' if on_cuda else 'processes (one thread each)'}")
+    devices = None
+    if on_cuda:
+        # CUDA cannot be used in a forked child of a process that touched it: fresh processes, each
+        # loading its tasks from the cache, and each taking one device
+        ctx = mp.get_context("spawn")
+        devices = ctx.Queue()
+        for k in range(workers):
+            devices.put(f"cuda:{k}")
+    else:
+        try:
+            ctx = mp.get_context("fork")  # workers inherit the loaded tasks
+        except ValueError:
+            ctx = mp.get_context("spawn")
+        tasks = {}
+        for idxs in groups.values():
+            key = _task_key(members[idxs[0]][0])
+            if key not in tasks:
+                tasks[key] = task if task is not None else load_task(members[idxs[0]][0])
+        _WORKER_TASKS = tasks
+    threads = 1 if not on_cuda else (cfg0.num_threads or 1)
+    try:
+        with ctx.Pool(workers, initializer=_worker_init, initargs=(threads, devices, os.getpid())) as pool:
+            payload = [(k, [members[i] for i in item]) for k, item in enumerate(items)]
+            for k, records in pool.imap_unordered(_worker_item, payload):
+                for i, rec in zip(items[k], records):
+                    results[i] = rec
+                    if on_record is not None:
+                        on_record(i, rec)
+    finally:
+        _WORKER_TASKS = {}
 
 
 def run_members(
@@ -394,8 +603,13 @@ def run_members(
     checkpoint_interval_s: float = 300.0,
     note: Callable[[str], None] | None = None,
     on_record: Callable[[int, dict], None] | None = None,
+    jobs: int | None = None,
 ) -> list[dict]:
     """Run (or resume) every ``(config, seed)`` member, fused where possible; records in member order.
+
+    ``jobs`` > 1 spreads the groups over that many worker processes (:func:`_run_parallel`): on CPU
+    one torch thread each, on CUDA one process per visible GPU (``jobs=None`` on CUDA: all of
+    them; on CPU: 1, this process).
 
     Every member's finished file is checked first (a configuration mismatch fails before any
     training, as :func:`~gnnpretrain.train.finetune.run_finetune`). Members are grouped by
@@ -424,6 +638,10 @@ def run_members(
     groups: dict[tuple, list[int]] = {}
     for i in todo:
         groups.setdefault(fusion_key(members[i][0]), []).append(i)
+    workers = _worker_count(members[todo[0]][0], jobs, len(todo)) if todo else 1
+    if workers > 1:
+        _run_parallel(members, groups, workers, fuse_max, task, note, on_record, results)
+        return [results[i] for i in range(len(members))]
     tasks: dict[tuple, Task] = {}
     for idxs in groups.values():
         cfg0 = members[idxs[0]][0]

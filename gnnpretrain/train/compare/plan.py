@@ -105,6 +105,7 @@ class CompareConfig:
     ledger: str | None = None  # the results ledger (default: see ledger_path)
     fused: bool = False  # fine-tune each (architecture, dataset)'s cells as fused groups (train.sweep)
     fuse_max: int | None = None  # models per fused group (None: automatic)
+    fused_kernels: str = "auto"  # kernels of fused groups (FinetuneConfig.fused_kernels)
 
     def __post_init__(self) -> None:
         self.seeds = parse_seeds(self.seeds)
@@ -307,7 +308,7 @@ def finetune_config(config: CompareConfig, row: Row, dataset: str, checkpoint: s
         num_layer=num_layer, emb_dim=emb_dim, epochs=config.epochs, batch_size=config.batch_size,
         seeds=config.seeds, data_root=config.data_root, cache=config.cache,
         output=str(config.out_dir / "finetune" / row.dirname), name=row.dirname, device=config.device,
-        report=config.report, progress=False,
+        report=config.report, progress=False, fused_kernels=config.fused_kernels,
     )
 
 

@@ -204,21 +204,19 @@ def _run_comparison_locked(config: CompareConfig, log: Callable[[str], None]) ->
             f"{rec['wall_time_s']:.0f} s")
 
     if todo and config.fused:
-        # every (architecture, dataset) cell group as stacked computations in this process: same seed
-        # files and ledger lines as separate runs (gnnpretrain.train.sweep); a line per seed as its
-        # group finishes
+        # every (architecture, dataset) cell group as stacked computations: same seed files and ledger
+        # lines as separate runs (gnnpretrain.train.sweep); a line per seed as its group finishes
         from gnnpretrain.train.sweep import run_members
 
-        if config.jobs > 1:
-            log(f"fused fine-tuning runs its groups in this process (--jobs {config.jobs} applies to separate runs)")
         count = iter(range(1, len(todo) + 1))
 
         def fused_record(i: int, rec: dict) -> None:
             rec.setdefault("runtime", runtime_info(rec.get("device")))
             record(next(count), todo[i][0], rec)
 
+        # --jobs processes (one thread each) on CPU; on CUDA one process per visible GPU
         run_members([(ftc, seed) for _, ftc, seed in todo], fuse_max=config.fuse_max, note=log,
-                    on_record=fused_record)
+                    on_record=fused_record, jobs=config.jobs if config.jobs > 1 else None)
     elif todo:
         if config.jobs == 1:
             _worker_init_threads_main()

@@ -1,0 +1,202 @@
+"""The fast CPU kernels of fused sweeps (``kernels="sparse"``) and the pieces they are made of.
+
+They take sums in another order than separate runs (sparse-matrix aggregation, fused Adam) and draw
+dropout masks another way, so they are checked against the exact kernels step by step (same state,
+same batch: same losses, gradients, running statistics and evaluation logits to float rounding),
+piece by piece in float64 (``gradcheck``), and for what must stay bitwise: a model's training does
+not depend on the group it is in or its position there. Real data (BACE), small models.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+
+from gnnpretrain.nn.stacked import FusedBatch, StackedGraphPred, _keep_mask, _PerModelLinear, _sparse_product, _operator_pair
+from gnnpretrain.train.finetune import FinetuneConfig, _eval_batches, build_model
+from gnnpretrain.train.sweep import StackedAdam, TrainStore, _index_loader, _per_model_loss, make_optimizer, resolve_kernels, run_members
+from gnnpretrain.train.tasks import get_task
+from gnnpretrain.utils import seed_everything
+
+SMALL = dict(dataset="bace", num_layer=2, emb_dim=32, batch_size=32, progress=False)
+
+
+@pytest.fixture(scope="module")
+def bace(data_dir, cache):
+    return get_task("chem", "bace", data_root=data_dir, cache=cache, split="scaffold")
+
+
+@pytest.fixture(scope="module")
+def store(bace):
+    return TrainStore(bace.graphs("train"))
+
+
+def _models(task, cfg, seeds):
+    out = []
+    for s in seeds:
+        seed_everything(s)
+        out.append(build_model(task, cfg))
+    return out
+
+
+def _batch(store, seeds):
+    return store.collate(torch.stack([next(iter(_index_loader(len(store), 32, torch.Generator().manual_seed(s)))) for s in seeds]))
+
+
+@pytest.mark.parametrize("gnn_type,pooling", [("gin", "mean"), ("gin", "sum"), ("gin", "max"), ("gcn", "mean"),
+                                              ("graphsage", "sum"), ("gat", "mean")])
+def test_one_step_equals_exact_kernels(bace, store, gnn_type, pooling):
+    """Same models, same batch: losses, every gradient, BatchNorm statistics and evaluation logits of
+    the sparse kernels equal the exact (bit-equal-to-separate) kernels to float rounding."""
+    cfg = FinetuneConfig(gnn_type=gnn_type, graph_pooling=pooling, dropout=0.0, **SMALL)
+    models = _models(bace, cfg, (0, 1, 2))
+    exact, sparse = StackedGraphPred(models, kernels="exact"), StackedGraphPred(models, kernels="sparse")
+    fb = _batch(store, (0, 1, 2))
+    la, lb = _per_model_loss(exact(fb), fb.y), _per_model_loss(sparse(fb), fb.y)
+    torch.testing.assert_close(lb, la, rtol=1e-6, atol=0)
+    la.sum().backward()
+    lb.sum().backward()
+    # relative to the largest gradient: a bias before a BatchNorm has true gradient 0, so both
+    # kernels give it rounding noise only
+    scale = max(p.grad.abs().max() for p in exact.parameters())
+    for (name, pa), (_, pb) in zip(exact.named_parameters(), sparse.named_parameters()):
+        assert (pb.grad - pa.grad).abs().max() <= 1e-5 * scale, name
+    for name, buf in exact.named_buffers():
+        torch.testing.assert_close(getattr(sparse, name), buf, rtol=1e-5, atol=1e-6)
+    exact.eval(), sparse.eval()
+    batch = _eval_batches(bace, "valid", 256)[0]
+    torch.testing.assert_close(sparse(FusedBatch.replicate(batch, 3)), exact(FusedBatch.replicate(batch, 3)),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_step_stays_close_to_exact_bf16(bace, store):
+    """bf16 products in zero-padded fixed-height blocks: the loss is the exact path's bf16 loss to
+    bf16 rounding, and padding rows never leak into real rows' gradients."""
+    cfg = FinetuneConfig(dropout=0.0, **SMALL)
+    models = _models(bace, cfg, (0, 1))
+    exact, sparse = StackedGraphPred(models, kernels="exact", amp=True), StackedGraphPred(models, kernels="sparse", amp=True)
+    fb = _batch(store, (0, 1))
+    la, lb = _per_model_loss(exact(fb), fb.y), _per_model_loss(sparse(fb), fb.y)
+    torch.testing.assert_close(lb, la, rtol=1e-2, atol=0)
+    assert not torch.equal(lb, _per_model_loss(StackedGraphPred(models, kernels="sparse")(fb), fb.y))  # bf16 ran
+
+
+def test_per_model_linear_and_sparse_product_gradients():
+    """Both custom autograd functions against finite differences (float64, so no bf16 padding)."""
+    torch.manual_seed(0)
+    seg = [5, 3, 4]
+    x = torch.randn(sum(seg), 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 7, 6, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: _PerModelLinear.apply(x, w, b, seg, torch.float64, torch.float64), (x, w, b))
+    rows, cols = torch.tensor([0, 0, 1, 2, 2, 2, 3]), torch.tensor([1, 4, 0, 2, 2, 3, 4])
+    S, St = _operator_pair(rows, cols, torch.rand(7, dtype=torch.float64), (4, 5))
+    h = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda h: _sparse_product(h, S, St), (h,))
+    # duplicates are summed (a repeated edge counts twice, as scatter-add counts it)
+    assert S.to_dense()[2, 2] == S.values()[S.crow_indices()[2]:S.crow_indices()[3]][0]
+
+
+def test_bf16_blocks_equal_unpadded_products():
+    """Rows padded to the block height compute exactly what the unpadded per-model bf16 linear does."""
+    torch.manual_seed(0)
+    seg = [70, 3, 129]
+    x = torch.randn(sum(seg), 16)
+    w, b = torch.randn(3, 8, 16), torch.randn(3, 8)
+    out = _PerModelLinear.apply(x, w, b, seg, torch.bfloat16, torch.float32)
+    ref = torch.cat([torch.nn.functional.linear(xg.bfloat16(), wg.bfloat16(), bg.bfloat16()).float()
+                     for xg, wg, bg in zip(x.split(seg), w, b)])
+    torch.testing.assert_close(out, ref, rtol=1e-2, atol=1e-2)
+
+
+def test_keep_mask_distribution_and_determinism():
+    gen = torch.Generator().manual_seed(0)
+    for keep in (0.5, 0.9, 0.1):
+        m = _keep_mask(400, 300, keep, gen, torch.float32)
+        assert set(m.unique().tolist()) <= {0.0, 1.0}
+        assert abs(m.mean().item() - keep) < 0.005
+    assert _keep_mask(3, 4, 1.0, gen, torch.float32).eq(1).all()
+    a = _keep_mask(50, 30, 0.5, torch.Generator().manual_seed(7), torch.float32)
+    assert torch.equal(a, _keep_mask(50, 30, 0.5, torch.Generator().manual_seed(7), torch.float32))
+
+
+def test_stacked_adam_is_torch_fused_adam_model_by_model():
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(3, 5, 7))
+    q = torch.nn.Parameter(p.detach().clone())
+    a, b = StackedAdam([p], lr=1e-2, weight_decay=0.01), torch.optim.Adam([q], lr=1e-2, weight_decay=0.01, fused=True)
+    for k in range(4):
+        p.grad = torch.randn(3, 5, 7)
+        q.grad = p.grad.clone()
+        a.step(), b.step()
+    assert torch.equal(p, q)
+    # its state is Adam's: a resumed optimizer continues identically
+    r = torch.nn.Parameter(p.detach().clone())
+    c = StackedAdam([r], lr=1e-2, weight_decay=0.01)
+    c.load_state_dict(copy.deepcopy(a.state_dict()))  # as read back from a state file
+    g = torch.randn(3, 5, 7)
+    p.grad, r.grad = g, g.clone()
+    a.step(), c.step()
+    assert torch.equal(p, r)
+
+
+@pytest.mark.parametrize("kernels", ["sparse", "exact"])
+def test_training_does_not_depend_on_group_or_position(bace, store, kernels):
+    """A full epoch (its last batch partial) with the paper's dropout: seed 2 trained at position 2 of
+    a group of 4 and at position 1 of a group of 2 ends bit-equal. (The per-model loss makes the
+    partial batch position-independent; see ``_per_model_loss``.)"""
+    cfg = FinetuneConfig(dropout=0.5, **SMALL)
+
+    def train(seeds):
+        models, states = [], []
+        for s in seeds:
+            seed_everything(s)
+            models.append(build_model(bace, cfg))
+            states.append(torch.get_rng_state())
+        st = StackedGraphPred(models, kernels=kernels)
+        st.dropout_generators = [torch.Generator() for _ in seeds]
+        for gen, state in zip(st.dropout_generators, states):
+            gen.set_state(state)
+        opt = make_optimizer(st, cfg, kernels)
+        its = [iter(_index_loader(len(store), 32, torch.Generator().manual_seed(s))) for s in seeds]
+        st.train()
+        for _ in range(len(_index_loader(len(store), 32, torch.Generator()))):
+            fb = store.collate(torch.stack([next(i) for i in its]))
+            losses = _per_model_loss(st(fb), fb.y)
+            opt.zero_grad()
+            losses.sum().backward()
+            opt.step()
+        return st
+
+    four, two = train([0, 1, 2, 3]), train([0, 2])
+    for a, b in ((0, 0), (2, 1)):
+        ua, ub = four.unstack(a), two.unstack(b)
+        assert all(torch.equal(ua[n], ub[n]) for n in ua)
+
+
+def test_parallel_groups_equal_one_process(bace, tmp_path):
+    """run_members(jobs=2): the groups trained in two worker processes give the records of one process."""
+    base = dict(seeds="0-3", epochs=1, dropout=0.5, fused=True, fuse_max=2, num_threads=1, **SMALL)
+    par = FinetuneConfig(output=str(tmp_path / "par"), **base)
+    one = FinetuneConfig(output=str(tmp_path / "one"), **base)
+    notes: list[str] = []
+    got = run_members([(par, s) for s in range(4)], task=bace, jobs=2, note=notes.append)
+    ref = run_members([(one, s) for s in range(4)], task=bace)
+    assert any("over 2 processes" in n for n in notes), notes
+    for a, b in zip(got, ref):
+        assert a["seed"] == b["seed"] and a["last"] == b["last"] and a["best_valid"] == b["best_valid"]
+        assert a["fused"]["kernels"] == "sparse"
+
+
+def test_kernel_choice(bace):
+    cfg = FinetuneConfig(**SMALL)
+    assert resolve_kernels(cfg, torch.device("cpu")) == "sparse"
+    assert resolve_kernels(cfg, torch.device("cuda")) == "batched"
+    assert resolve_kernels(dataclasses.replace(cfg, fused_kernels="exact"), torch.device("cpu")) == "exact"
+    with pytest.raises(ValueError, match="CPU kernel set"):
+        resolve_kernels(dataclasses.replace(cfg, fused_kernels="sparse"), torch.device("cuda"))
+    with pytest.raises(ValueError, match="fused_kernels"):
+        FinetuneConfig(fused_kernels="fast", **SMALL)
