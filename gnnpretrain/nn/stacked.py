@@ -173,15 +173,24 @@ def _sparse_product(x: Tensor, S: Tensor, St: Tensor) -> Tensor:
     return _SparseProduct.apply(x, S, St)
 
 
-#: Rows of each model's block are padded to a multiple of this in bf16 products. Why: oneDNN
-#: builds (JIT-compiles) a bf16 matmul primitive per new shape, ~7-10 ms each on this CPU, and
-#: graph batches have a new node count almost every step; rounded up, a run meets a few dozen
-#: shapes, all cached after the first epoch (measured: 9.8 ms -> 0.9 ms per product).
+#: bf16 products run on row counts that are multiples of this. Why: oneDNN builds (JIT-compiles) a
+#: bf16 matmul primitive per new shape, ~7-10 ms each on this CPU, and graph batches have a new node
+#: count almost every step. Each model's rows are cut into a multiple-of-64 head (computed in place)
+#: and a tail of < 64 rows computed in a zero-padded 64-row tile: a run meets a few dozen shapes, all
+#: cached after the first epoch (measured: 9.8 ms -> 0.9 ms per product).
 BF16_ROW_BUCKET = 64
 
 
-def _bucketed(seg: list) -> list:
-    return [-(-n // BF16_ROW_BUCKET) * BF16_ROW_BUCKET for n in seg]
+def _head_tail(n: int) -> tuple[int, int]:
+    head = n // BF16_ROW_BUCKET * BF16_ROW_BUCKET
+    return head, n - head
+
+
+def _tile(rows: Tensor) -> Tensor:
+    """``rows`` (fewer than a bucket) at the top of a zero tile of :data:`BF16_ROW_BUCKET` rows."""
+    tile = rows.new_zeros((BF16_ROW_BUCKET, rows.size(1)))
+    tile[: rows.size(0)] = rows
+    return tile
 
 
 class _PerModelLinear(torch.autograd.Function):
@@ -189,59 +198,58 @@ class _PerModelLinear(torch.autograd.Function):
 
     Why: G ``F.linear`` calls joined by ``cat`` cost a copy of the output forward and of the
     gradient backward (``split``'s backward is a ``cat`` too), plus a cast per model under bf16.
-    Here inputs and weights are cast once, each model's product is written into its rows of one
-    output, and the backward writes each model's input and weight gradients in place. Same
-    products as ``F.linear`` (``addmm``); bias gradients are summed in fp32. In bf16 each model's
-    rows sit in a zero-padded block of :data:`BF16_ROW_BUCKET`-rounded height (the cast is a copy
-    anyway), so the products have few distinct shapes.
+    Here inputs and weights are cast once and each model's product is written into its rows of one
+    output; the backward writes each model's input and weight gradients in place. Same products as
+    ``F.linear`` (``addmm``); bias gradients are summed in fp32. In bf16 each model's rows are a
+    head of whole :data:`BF16_ROW_BUCKET` blocks plus a zero-padded tail tile, so every product has
+    a cached shape; the split depends only on the model's own row count, never on its position.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, seg: list, dtype: torch.dtype,  # type: ignore[override]
                 out_dtype: torch.dtype) -> Tensor:
-        pad = dtype == torch.bfloat16
-        rows = _bucketed(seg) if pad else list(seg)
-        if pad:
-            xc = x.new_zeros((sum(rows), x.size(1)), dtype=dtype)
-            for xg, pg in zip(x.split(seg), xc.split(rows)):
-                pg[: xg.size(0)].copy_(xg)
-        else:
-            xc = x.contiguous()
-        wc, bc = weight.to(dtype), bias.to(dtype)
-        out = torch.empty((x.size(0), weight.size(1)), dtype=out_dtype, device=x.device)
-        for g, (og, pg) in enumerate(zip(out.split(seg), xc.split(rows))):
-            if pad:
-                og.copy_(torch.addmm(bc[g], pg, wc[g].t())[: og.size(0)])
-            else:
-                torch.addmm(bc[g], pg, wc[g].t(), out=og)
+        bucket = dtype == torch.bfloat16
+        xc, wc, bc = x.to(dtype).contiguous(), weight.to(dtype), bias.to(dtype)
+        out = torch.empty((x.size(0), weight.size(1)), dtype=dtype, device=x.device)
+        a = 0
+        for g, n in enumerate(seg):
+            head, tail = _head_tail(n) if bucket else (n, 0)
+            if head:
+                torch.addmm(bc[g], xc[a:a + head], wc[g].t(), out=out[a:a + head])
+            if tail:
+                out[a + head:a + n] = torch.addmm(bc[g], _tile(xc[a + head:a + n]), wc[g].t())[:tail]
+            a += n
         ctx.save_for_backward(xc, wc)
-        ctx.seg, ctx.rows, ctx.pad, ctx.dtypes = seg, rows, pad, (x.dtype, weight.dtype, bias.dtype)
-        return out
+        ctx.seg, ctx.bucket, ctx.dtypes = seg, bucket, (x.dtype, weight.dtype, bias.dtype)
+        return out if out_dtype == dtype else out.to(out_dtype)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         xc, wc = ctx.saved_tensors
-        seg, rows = ctx.seg, ctx.rows
         xd, wd, bd = ctx.dtypes
-        if ctx.pad:
-            gc = grad.new_zeros((sum(rows), grad.size(1)), dtype=xc.dtype)
-            for gg, pg in zip(grad.split(seg), gc.split(rows)):
-                pg[: gg.size(0)].copy_(gg)
-        else:
-            gc = grad.to(xc.dtype).contiguous()
-        gx = torch.empty((grad.size(0), wc.size(2)), dtype=xd, device=grad.device) if ctx.needs_input_grad[0] else None
+        gc = grad.to(xc.dtype).contiguous()
+        gx = torch.empty_like(xc) if ctx.needs_input_grad[0] else None
         gw = torch.empty_like(wc)
-        gb = torch.stack([gg.float().sum(0) for gg in grad.split(seg)])
-        for g, (pg, px) in enumerate(zip(gc.split(rows), xc.split(rows))):
-            if gx is not None:
-                n = seg[g]
-                a = sum(seg[:g])
-                if ctx.pad:
-                    gx[a:a + n].copy_(torch.mm(pg, wc[g])[:n])
+        gb = torch.stack([gg.float().sum(0) for gg in grad.split(ctx.seg)])
+        a = 0
+        for g, n in enumerate(ctx.seg):
+            head, tail = _head_tail(n) if ctx.bucket else (n, 0)
+            if head:
+                if gx is not None:
+                    torch.mm(gc[a:a + head], wc[g], out=gx[a:a + head])
+                torch.mm(gc[a:a + head].t(), xc[a:a + head], out=gw[g])
+            if tail:
+                gt, xt = _tile(gc[a + head:a + n]), _tile(xc[a + head:a + n])
+                if gx is not None:
+                    gx[a + head:a + n] = torch.mm(gt, wc[g])[:tail]
+                if head:
+                    gw[g] += torch.mm(gt.t(), xt)
                 else:
-                    torch.mm(pg, wc[g], out=gx[a:a + n])
-            torch.mm(pg.t(), px, out=gw[g])
-        return gx, gw.to(wd), gb.to(bd), None, None, None
+                    torch.mm(gt.t(), xt, out=gw[g])
+            elif not head:
+                gw[g].zero_()
+            a += n
+        return (None if gx is None else gx.to(xd)), gw.to(wd), gb.to(bd), None, None, None
 
 
 class StackedGraphPred(nn.Module):
