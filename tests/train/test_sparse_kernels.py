@@ -9,7 +9,6 @@ not depend on the group it is in or its position there. Real data (BACE), small 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 import pytest
@@ -17,7 +16,7 @@ import torch
 
 from gnnpretrain.nn.stacked import FusedBatch, StackedGraphPred, _keep_mask, _PerModelLinear, _sparse_product, _operator_pair
 from gnnpretrain.train.finetune import FinetuneConfig, _eval_batches, build_model
-from gnnpretrain.train.sweep import StackedAdam, TrainStore, _index_loader, _per_model_loss, make_optimizer, resolve_kernels, run_members
+from gnnpretrain.train.sweep import TrainStore, _index_loader, _per_model_loss, make_optimizer, resolve_kernels, run_members
 from gnnpretrain.train.tasks import get_task
 from gnnpretrain.utils import seed_everything
 
@@ -121,26 +120,6 @@ def test_keep_mask_distribution_and_determinism():
     assert _keep_mask(3, 4, 1.0, gen, torch.float32).eq(1).all()
     a = _keep_mask(50, 30, 0.5, torch.Generator().manual_seed(7), torch.float32)
     assert torch.equal(a, _keep_mask(50, 30, 0.5, torch.Generator().manual_seed(7), torch.float32))
-
-
-def test_stacked_adam_is_torch_fused_adam_model_by_model():
-    torch.manual_seed(0)
-    p = torch.nn.Parameter(torch.randn(3, 5, 7))
-    q = torch.nn.Parameter(p.detach().clone())
-    a, b = StackedAdam([p], lr=1e-2, weight_decay=0.01), torch.optim.Adam([q], lr=1e-2, weight_decay=0.01, fused=True)
-    for k in range(4):
-        p.grad = torch.randn(3, 5, 7)
-        q.grad = p.grad.clone()
-        a.step(), b.step()
-    assert torch.equal(p, q)
-    # its state is Adam's: a resumed optimizer continues identically
-    r = torch.nn.Parameter(p.detach().clone())
-    c = StackedAdam([r], lr=1e-2, weight_decay=0.01)
-    c.load_state_dict(copy.deepcopy(a.state_dict()))  # as read back from a state file
-    g = torch.randn(3, 5, 7)
-    p.grad, r.grad = g, g.clone()
-    a.step(), c.step()
-    assert torch.equal(p, r)
 
 
 @pytest.mark.parametrize("kernels", ["sparse", "exact"])
