@@ -45,17 +45,18 @@ def _batch(store, seeds):
     return store.collate(torch.stack([next(iter(_index_loader(len(store), 32, torch.Generator().manual_seed(s)))) for s in seeds]))
 
 
-@pytest.mark.parametrize("gnn_type,pooling", [("gin", "mean"), ("gin", "sum"), ("gin", "max"), ("gcn", "mean"),
-                                              ("graphsage", "sum"), ("gat", "mean")])
-def test_one_step_equals_exact_kernels(bace, store, gnn_type, pooling):
+@pytest.mark.parametrize("gnn_type,pooling,jk", [("gin", "mean", "last"), ("gin", "sum", "concat"), ("gin", "max", "last"),
+                                                 ("gcn", "mean", "sum"), ("graphsage", "sum", "max"), ("gat", "mean", "last")])
+def test_one_step_equals_exact_kernels(bace, store, gnn_type, pooling, jk):
     """Same models, same batch: losses, every gradient, BatchNorm statistics and evaluation logits of
-    the sparse kernels equal the exact (bit-equal-to-separate) kernels to float rounding."""
-    cfg = FinetuneConfig(gnn_type=gnn_type, graph_pooling=pooling, dropout=0.0, **SMALL)
+    the sparse kernels equal the exact (bit-equal-to-separate) kernels to float rounding (every
+    architecture, pooling and jumping-knowledge mode the sparse kernels touch)."""
+    cfg = FinetuneConfig(gnn_type=gnn_type, graph_pooling=pooling, JK=jk, dropout=0.0, **SMALL)
     models = _models(bace, cfg, (0, 1, 2))
     exact, sparse = StackedGraphPred(models, kernels="exact"), StackedGraphPred(models, kernels="sparse")
     fb = _batch(store, (0, 1, 2))
     la, lb = _per_model_loss(exact(fb), fb.y), _per_model_loss(sparse(fb), fb.y)
-    torch.testing.assert_close(lb, la, rtol=1e-6, atol=0)
+    torch.testing.assert_close(lb, la, rtol=1e-5, atol=0)  # the issue's bound; measured 1e-7 to 1.3e-6
     la.sum().backward()
     lb.sum().backward()
     # relative to the largest gradient: a bias before a BatchNorm has true gradient 0, so both
