@@ -287,13 +287,12 @@ class StackedGraphPred(nn.Module):
         #: ``exact=False`` (the GPU path): one batched matmul per layer, one masked BatchNorm over
         #: all models, attention split into node and edge-type parts — far fewer kernel launches.
         #: ``kernels="sparse"`` (the fast CPU path, :data:`KERNELS`): the unpadded layout and
-        #: per-model dense layers and BatchNorm of ``exact``, but GIN/GCN/GraphSAGE aggregation as
-        #: one sparse-matrix product per layer (edge embeddings summed through per-node bond-type
-        #: counts, no ``[E, d]`` gathered tensor), pooling as a sparse product, and dropout masks
-        #: from each model's generator by uniform thresholding (``rand < 1-p``: 3x cheaper than
-        #: ``bernoulli_``). Sums are taken in another order, so results equal separate runs to
-        #: float rounding (tested 1e-5 relative over 20 steps), not bitwise; dropout masks are
-        #: the same distribution, not the same draws.
+        #: per-model BatchNorm of ``exact``, but GIN/GCN/GraphSAGE aggregation as one sparse-matrix
+        #: product per layer (edge embeddings summed through per-node bond-type counts, no
+        #: ``[E, d]`` gathered tensor), readout as a sparse product, dense layers through
+        #: :class:`_PerModelLinear`, and dropout masks from raw random bits (:func:`_keep_mask`).
+        #: Sums are taken in another order, so one step equals ``exact`` to float rounding (tested),
+        #: not bitwise; dropout masks have the same distribution, not the same draws.
         if kernels is None:
             kernels = "exact" if exact else "batched"
         if kernels not in KERNELS:
