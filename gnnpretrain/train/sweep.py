@@ -21,7 +21,7 @@ Three kernel sets (``FinetuneConfig.fused_kernels``, :func:`resolve_kernels`):
 
 A model's training never depends on the group it is in or its position there (tested bitwise for
 ``sparse`` and ``exact``), so a seed gives the same result in a group of 2 or of 40, in one process
-or in a worker.
+or in a worker — at the same torch thread count (another count splits some sums differently).
 
 With the ``exact`` kernels each model computes what its separate run
 (:func:`gnnpretrain.train.finetune.finetune_seed`) computes:
