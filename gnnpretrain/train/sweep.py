@@ -73,6 +73,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from gnnpretrain.metrics import masked_bce_with_logits
 from gnnpretrain.nn.stacked import FusedBatch, StackedGraphPred, unsupported_reason
 from gnnpretrain.safeload import load_torch
 from gnnpretrain.train.finetune import (
@@ -277,8 +278,6 @@ def _per_model_loss(logits: Tensor, y: Tensor) -> Tensor:
     position in the group (and differ from its separate run). On CUDA one call for all."""
     y = y.to(logits.device)
     if logits.device.type == "cpu":
-        from gnnpretrain.metrics import masked_bce_with_logits
-
         return torch.stack([masked_bce_with_logits(lg, yg) for lg, yg in zip(logits.unbind(0), y.unbind(0))])
     mask = ~torch.isnan(y)
     target = torch.where(mask, y, torch.zeros_like(y)).to(logits.dtype)
@@ -509,7 +508,9 @@ def _worker_item(args: tuple[int, list[tuple[FinetuneConfig, int]]]) -> tuple[in
     return k, run_members(item, task=task, jobs=1)
 
 
-def _run_parallel(members, groups, workers, fuse_max, task, note, on_record, results) -> None:
+def _run_parallel(members: list[tuple[FinetuneConfig, int]], groups: dict[tuple, list[int]], workers: int,
+                  fuse_max: int | None, task: Task | None, note: Callable[[str], None],
+                  on_record: Callable[[int, dict], None] | None, results: dict[int, dict]) -> None:
     """Train the groups in ``workers`` processes; seed files are written by the workers (atomic),
     ``on_record`` runs here as each work item comes back."""
     import dataclasses
