@@ -24,11 +24,12 @@ DATA_ENV = "GNNPRETRAIN_DATA"
 CACHE_ENV = "GNNPRETRAIN_CACHE"
 CHECKPOINTS_ENV = "GNNPRETRAIN_CHECKPOINTS"
 
-_REPO = Path(__file__).resolve().parent.parent
+#: The checkout this package runs from (run folders and committed ledgers are relative to it).
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _candidates() -> list[Path]:
-    return [_REPO.parent / "shared" / "data", _REPO / "shared" / "data"]
+    return [REPO_ROOT.parent / "shared" / "data", REPO_ROOT / "shared" / "data"]
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -55,7 +56,7 @@ def checkpoints_root(root: str | os.PathLike | None = None) -> Path:
     env = os.environ.get(CHECKPOINTS_ENV)
     if env:
         return Path(env).expanduser()
-    cands = [_REPO.parent / "shared" / "reference-checkpoints", _REPO / "shared" / "reference-checkpoints"]
+    cands = [REPO_ROOT.parent / "shared" / "reference-checkpoints", REPO_ROOT / "shared" / "reference-checkpoints"]
     if os.environ.get(DATA_ENV):  # a shared folder elsewhere: its data/ and reference-checkpoints/ side by side
         cands.append(Path(os.environ[DATA_ENV]).expanduser().parent / "reference-checkpoints")
     for cand in cands:

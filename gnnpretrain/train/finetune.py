@@ -50,6 +50,7 @@ import torch
 
 from gnnpretrain.errors import UserError
 from gnnpretrain.metrics import NoValidTaskError, roc_auc_multitask
+from gnnpretrain.paths import REPO_ROOT
 from gnnpretrain.train.objectives import Objective, TargetScaler, get_objective
 from gnnpretrain.train.tasks import Task, get_task
 from gnnpretrain.utils import atomic_write_json, parse_seeds, resolve_device, runtime_info, seed_everything
@@ -72,7 +73,6 @@ __all__ = [
 ]
 
 REPORT_MODES = ("best-valid", "last")
-_REPO = Path(__file__).resolve().parents[2]
 RESULT_FORMAT = 1
 
 
@@ -233,7 +233,7 @@ def default_output(config: FinetuneConfig) -> Path:
         name = f"{config.gnn_type}_{checkpoint_label(config.input_model_file)}"
     else:
         name = f"{config.gnn_type}_scratch"
-    return _REPO / config.domain / "runs" / "finetune" / name
+    return REPO_ROOT / config.domain / "runs" / "finetune" / name
 
 
 def dataset_dirname(dataset: str) -> str:

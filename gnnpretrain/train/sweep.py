@@ -95,7 +95,7 @@ from gnnpretrain.train.objectives import TargetScaler, get_objective
 from gnnpretrain.train.tasks import Task
 from gnnpretrain.utils import atomic_torch_save, atomic_write_json, resolve_device, seed_everything
 
-__all__ = ["run_members", "train_group", "TrainStore", "fusion_key", "fallback_reason", "auto_group_size", "CPU_FUSE_DEFAULT",
+__all__ = ["run_members", "train_group", "BudgetReached", "TrainStore", "fusion_key", "fallback_reason", "auto_group_size", "CPU_FUSE_DEFAULT",
            "resolve_kernels"]
 
 log = logging.getLogger(__name__)
@@ -320,6 +320,21 @@ def state_path(members: Sequence[tuple[FinetuneConfig, int]]) -> Path:
     return output_dir(cfg) / f".sweep-{_group_key(members)}.pt"
 
 
+class BudgetReached(RuntimeError):
+    """A group stopped at its ``stop_at`` deadline after saving its state (it resumes from there)."""
+
+    def __init__(self, state_file: Path, epoch: int, epochs: int) -> None:
+        super().__init__(f"time budget reached after epoch {epoch}/{epochs}; state saved in {state_file}")
+        self.state_file, self.epoch, self.epochs = state_file, epoch, epochs
+
+
+def _seed_list(seeds: Sequence[int]) -> str:
+    s = sorted(set(int(x) for x in seeds))
+    if s and s == list(range(s[0], s[-1] + 1)) and len(s) > 2:
+        return f"{s[0]}-{s[-1]}"
+    return ",".join(map(str, s))
+
+
 def train_group(
     task: Task,
     members: Sequence[tuple[FinetuneConfig, int]],
@@ -327,6 +342,8 @@ def train_group(
     on_step: Callable[[int, int], None] | None = None,
     checkpoint_interval_s: float = 300.0,
     max_steps: int | None = None,
+    stop_at: float | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """Train one group of compatible members as one stacked computation; return their records.
 
@@ -334,6 +351,11 @@ def train_group(
     step)`` is called after every optimizer step (tests use it to interrupt a run). ``max_steps``
     stops after that many steps of the first epoch without evaluating (used for equivalence tests
     and benchmarks; returns per-step losses ``{"losses": [G, steps]}`` instead of records).
+
+    ``stop_at`` (a ``time.time()`` deadline): at the first epoch end past it the state is saved
+    and :class:`BudgetReached` raised, so a run with a time budget ends cleanly and resumes
+    later from that epoch. ``progress`` receives one line per epoch (a group can train for hours;
+    a silent process cannot be told from a hung one).
     """
     device = resolve_device(device)
     cfg0 = members[0][0]
@@ -390,6 +412,8 @@ def train_group(
             curves, start_epoch, elapsed_before = [[] for _ in range(G)], 1, 0.0
     t0 -= elapsed_before
     last_save = time.time()
+    t_run = time.time()
+    label = f"{task.name}: group of {G} (seeds {_seed_list([s for _, s in members])})"
     step_losses: list[Tensor] = []
 
     for epoch in range(start_epoch, cfg0.epochs + 1):
@@ -425,7 +449,15 @@ def train_group(
             scores, per_task = scores_from_predictions(objective, scaler, task, {"valid": valid[g], "test": test[g]})
             curves[g].append({"epoch": epoch, "train_loss": epoch_loss[g], **scores, "time_s": share,
                               "test_per_task": per_task})
-        if spath is not None and epoch < cfg0.epochs and time.time() - last_save >= checkpoint_interval_s:
+        if progress is not None:
+            per_epoch = (time.time() - t_run) / (epoch - start_epoch + 1)
+            left = per_epoch * (cfg0.epochs - epoch)
+            mean = lambda key: sum(c[-1][key] for c in curves) / G  # noqa: E731
+            progress(f"{label}: epoch {epoch}/{cfg0.epochs}, train loss {sum(epoch_loss) / G:.4f}, "
+                     f"valid {mean('valid_score'):.4f}, test {mean('test_score'):.4f} (means over the group); "
+                     f"{per_epoch:.1f} s/epoch, ~{left / 60:.0f} min left")
+        budget_out = stop_at is not None and time.time() >= stop_at and epoch < cfg0.epochs
+        if spath is not None and epoch < cfg0.epochs and (budget_out or time.time() - last_save >= checkpoint_interval_s):
             atomic_torch_save({
                 "key": _group_key(members), "epoch": epoch, "model": stacked.state_dict(),
                 "optim": optimizer.state_dict(), "loader_gens": [g.get_state() for g in loader_gens],
@@ -433,6 +465,8 @@ def train_group(
                 "elapsed": time.time() - t0,
             }, spath)
             last_save = time.time()
+        if budget_out:
+            raise BudgetReached(spath, epoch, cfg0.epochs)
 
     wall = time.time() - t0
     records = []
@@ -566,8 +600,14 @@ def run_members(
     note: Callable[[str], None] | None = None,
     on_record: Callable[[int, dict], None] | None = None,
     jobs: int | None = None,
+    stop_at: float | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """Run (or resume) every ``(config, seed)`` member, fused where possible; records in member order.
+
+    ``stop_at`` / ``progress``: as :func:`train_group` (in-process groups only); a group that
+    reaches the deadline raises :class:`BudgetReached` after saving its state, and the groups
+    already finished keep their seed files and records.
 
     ``jobs`` > 1 spreads the groups over that many worker processes (:func:`_run_parallel`): on CPU
     one torch thread each, on CUDA one process per visible GPU (``jobs=None`` on CUDA: all of
@@ -626,7 +666,8 @@ def run_members(
             chunk = idxs[start:start + size]
             group = [members[i] for i in chunk]
             note(f"{cfg0.dataset}: fused group of {len(group)} (seeds {[s for _, s in group]})")
-            records = train_group(t, group, device, on_step=on_step, checkpoint_interval_s=checkpoint_interval_s)
+            records = train_group(t, group, device, on_step=on_step, checkpoint_interval_s=checkpoint_interval_s,
+                                  stop_at=stop_at, progress=progress)
             for i, rec in zip(chunk, records):
                 cfg, seed = members[i]
                 atomic_write_json(seed_path(cfg, seed), rec)

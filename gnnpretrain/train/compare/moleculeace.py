@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from gnnpretrain.paths import REPO_ROOT
 from gnnpretrain.utils import atomic_write_json, atomic_write_text, parse_seeds
 
 __all__ = ["MoleculeACEConfig", "DEFAULT_TARGETS", "DEFAULT_ROWS", "suite_rows", "run_moleculeace", "moleculeace_report"]
 
-_REPO = Path(__file__).resolve().parents[3]
 # the five smallest targets (615-731 molecules): the compact CPU comparison
 DEFAULT_TARGETS = ("CHEMBL2835_Ki", "CHEMBL2047_EC50", "CHEMBL1871_Ki", "CHEMBL4616_EC50", "CHEMBL4203_Ki")
 DEFAULT_ROWS = ("none:gcn", "ref:gcn_supervised_contextpred", "none:graphsage", "ref:graphsage_supervised_contextpred")
@@ -79,11 +79,11 @@ class MoleculeACEConfig:
 
     @property
     def out_dir(self) -> Path:
-        return Path(self.output) if self.output else _REPO / "chem" / "runs" / "compare" / "moleculeace"
+        return Path(self.output) if self.output else REPO_ROOT / "chem" / "runs" / "compare" / "moleculeace"
 
     @property
     def ledger_path(self) -> Path:
-        return Path(self.ledger) if self.ledger else _REPO / "chem" / "results" / "moleculeace.csv"
+        return Path(self.ledger) if self.ledger else REPO_ROOT / "chem" / "results" / "moleculeace.csv"
 
 
 @dataclass(frozen=True)

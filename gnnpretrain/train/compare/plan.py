@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from gnnpretrain.paths import checkpoints_root, data_root
+from gnnpretrain.paths import REPO_ROOT, checkpoints_root, data_root
 from gnnpretrain.utils import parse_seeds
 
-_REPO = Path(__file__).resolve().parents[3]
 GNN_TYPES = ("gin", "gcn", "graphsage", "gat")
 REPORT_MODES = ("best-valid", "last")
 _RECORD_KEY = {"best-valid": "best_valid", "last": "last"}
@@ -129,7 +128,7 @@ class CompareConfig:
     def out_dir(self) -> Path:
         if self.output:
             return Path(self.output)
-        return _REPO / self.domain / "runs" / "compare" / (self.profile or "custom")
+        return REPO_ROOT / self.domain / "runs" / "compare" / (self.profile or "custom")
 
     @property
     def experiment(self) -> str:
@@ -143,7 +142,7 @@ class CompareConfig:
         if self.ledger:
             return Path(self.ledger)
         if self.profile and not self.output:
-            return _REPO / self.domain / "results" / f"{self.profile}.csv"
+            return REPO_ROOT / self.domain / "results" / f"{self.profile}.csv"
         return self.out_dir / "ledger.csv"
 
     @property
@@ -272,7 +271,7 @@ def build_rows(config: CompareConfig) -> list[Row]:
 
 
 # ------------------------------------------------------------------------------------ pre-training
-def _pretrain_args(config: CompareConfig, strategy: str, gnn_type: str) -> list[str]:
+def pretrain_args(config: CompareConfig, strategy: str, gnn_type: str) -> list[str]:
     max_mol = config.supervised_max_molecules if strategy == "supervised" else config.max_molecules
     args = [
         "--strategy", strategy, "--domain", config.domain, "--gnn-type", gnn_type,
@@ -293,7 +292,7 @@ def _pretrain_args(config: CompareConfig, strategy: str, gnn_type: str) -> list[
 
 def pretrain_dir(config: CompareConfig, chain: Sequence[str], gnn_type: str) -> Path:
     """Run directory of the chain's last step; the hash covers the options of every step."""
-    spec = [_pretrain_args(config, s, gnn_type) for s in chain]
+    spec = [pretrain_args(config, s, gnn_type) for s in chain]
     digest = hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:8]
     return config.out_dir / "pretrain" / f"{'+'.join(chain)}-{digest}"
 

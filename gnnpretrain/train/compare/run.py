@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from gnnpretrain.train.compare.plan import (
-    _REPO,
     CompareConfig,
     Row,
-    _pretrain_args,
+    pretrain_args,
     build_rows,
     plan_finetunes,
     pretrain_dir,
 )
+from gnnpretrain.paths import REPO_ROOT
 from gnnpretrain.train.compare.report import write_report
 from gnnpretrain.utils import atomic_write_json, resolve_device, runtime_info
 
@@ -39,13 +39,13 @@ def ensure_pretrained(
         model = run / "model.pth"
         done = run / "done.json"
         if not (done.is_file() and model.is_file()):
-            args = _pretrain_args(config, chain[i - 1], gnn_type) + ["--output", str(run), "--resume", "--no-progress"]
+            args = pretrain_args(config, chain[i - 1], gnn_type) + ["--output", str(run), "--resume", "--no-progress"]
             if previous is not None:
                 args += ["--input-model-file", str(previous)]
-            cmd = [sys.executable, str(_REPO / "scripts" / "pretrain.py"), *args]
+            cmd = [sys.executable, str(REPO_ROOT / "scripts" / "pretrain.py"), *args]
             log(f"pre-training {'+'.join(chain[:i])}: {' '.join(cmd[1:])}")
             t0 = time.time()
-            proc = subprocess.run(cmd, cwd=str(_REPO), capture_output=True, text=True)
+            proc = subprocess.run(cmd, cwd=str(REPO_ROOT), capture_output=True, text=True)
             if proc.returncode != 0 or not model.is_file():
                 tail = (proc.stdout + proc.stderr)[-3000:]
                 raise RuntimeError(
@@ -158,22 +158,28 @@ def _sigterm_raises():
 
 
 # ------------------------------------------------------------------------------------- the run
-def run_comparison(config: CompareConfig, log: Callable[[str], None] = print) -> dict:
+def run_comparison(config: CompareConfig, log: Callable[[str], None] = print, stop_at: float | None = None,
+                   progress: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) the whole comparison, grow its ledger and write the report; returns the report.
 
     Cells already in the ledger with the same configuration are skipped; finished seed files the
     ledger lacks are copied into it without training; the rest is fine-tuned and appended as each
     seed finishes, so a killed run loses at most the seeds in flight.
+
+    Fused runs (``config.fused``, in-process) also take a ``stop_at`` deadline and a per-epoch
+    ``progress`` line sink (:func:`gnnpretrain.train.sweep.train_group`); at the deadline the group
+    in flight saves its state and :class:`~gnnpretrain.train.sweep.BudgetReached` propagates.
     """
     from gnnpretrain.outputs import ensure_writable, output_lock
 
     # before any work: the ledger's folder can be written, and the output folder is ours alone
     ensure_writable(config.ledger_path.parent, what="ledger folder", option="--ledger")
     with output_lock(config.out_dir, what="comparison output folder"):
-        return _run_comparison_locked(config, log)
+        return _run_comparison_locked(config, log, stop_at, progress)
 
 
-def _run_comparison_locked(config: CompareConfig, log: Callable[[str], None]) -> dict:
+def _run_comparison_locked(config: CompareConfig, log: Callable[[str], None], stop_at: float | None = None,
+                           progress: Callable[[str], None] | None = None) -> dict:
     from gnnpretrain.train.compare.ledger import Ledger, line_from_record
 
     t0 = time.time()
@@ -216,7 +222,8 @@ def _run_comparison_locked(config: CompareConfig, log: Callable[[str], None]) ->
 
         # --jobs processes (one thread each) on CPU; on CUDA one process per visible GPU
         run_members([(ftc, seed) for _, ftc, seed in todo], fuse_max=config.fuse_max, note=log,
-                    on_record=fused_record, jobs=config.jobs if config.jobs > 1 else None)
+                    on_record=fused_record, jobs=config.jobs if config.jobs > 1 else None,
+                    stop_at=stop_at, progress=progress)
     elif todo:
         if config.jobs == 1:
             _worker_init_threads_main()
