@@ -3,12 +3,12 @@
 For one data set (default BBBP, scaffold split's training graphs), GIN 5 x 300, batch 32, the paper's
 dropout 0.5, Adam, it times training steps (forward + backward + Adam; batch collation included) of
 
-* ``separate``: one model, exactly the loop of ``finetune._train_epoch`` (PyG ``DataLoader``
+* ``separate``: one model, exactly the loop of ``separate.train_epoch`` (PyG ``DataLoader``
   collation, ``GNNGraphPred``, ``torch.optim.Adam``); separate runs are sequential, so G of them take
   G times as long and their graphs/s is this number;
 * ``fused G``: G models as one :class:`~gnnpretrain.nn.stacked.StackedGraphPred` step with
-  :class:`~gnnpretrain.train.sweep.TrainStore` collation and one Adam over the stacked tensors — the
-  loop of :func:`gnnpretrain.train.sweep.train_group` (CPU: the bit-exact per-model kernels; GPU: the
+  :class:`~gnnpretrain.train.fused.TrainStore` collation and one Adam over the stacked tensors — the
+  loop of :func:`gnnpretrain.train.fused.train_group` (CPU: the bit-exact per-model kernels; GPU: the
   batched kernels);
 
 in fp32 and bf16 (``--amp`` semantics), reporting graphs/s (training graphs per second summed over
@@ -46,8 +46,8 @@ def _measure(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     from gnnpretrain.metrics import masked_bce_with_logits
     from gnnpretrain.nn.stacked import StackedGraphPred
-    from gnnpretrain.train.finetune import FinetuneConfig, _train_loader, autocast, build_model, load_task
-    from gnnpretrain.train.sweep import TrainStore, _index_loader, _per_model_loss, make_optimizer
+    from gnnpretrain.train.run import FinetuneConfig, autocast, build_model, load_task, train_loader
+    from gnnpretrain.train.fused import TrainStore, index_loader, make_optimizer, per_model_loss
     from gnnpretrain.utils import resolve_device, seed_everything
 
     device = resolve_device(spec["device"])
@@ -75,7 +75,7 @@ def _measure(spec: dict) -> dict:
 
         def batches():
             while True:
-                yield from _train_loader(task, cfg.batch_size, 0, 0)
+                yield from train_loader(task, cfg.batch_size, 0, 0)
 
         it = batches()
 
@@ -111,7 +111,7 @@ def _measure(spec: dict) -> dict:
 
         def index_batches():
             while True:
-                loaders = [iter(_index_loader(len(store), cfg.batch_size, gen)) for gen in gens]
+                loaders = [iter(index_loader(len(store), cfg.batch_size, gen)) for gen in gens]
                 for _ in range(len(loaders[0])):
                     yield torch.stack([next(ld) for ld in loaders])
 
@@ -119,7 +119,7 @@ def _measure(spec: dict) -> dict:
 
         def step():
             fb = store.collate(next(it), padded=stacked.kernels == "batched").to(device)
-            losses = _per_model_loss(stacked(fb), fb.y)
+            losses = per_model_loss(stacked(fb), fb.y)
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
             opt.step()

@@ -7,7 +7,7 @@ and test evaluations that both epoch rules need), so the per-row and whole-profi
 projected instead of guessed.
 
 Each (gnn, dataset) pair fine-tunes ``--epochs`` epochs of seed 0 with the library's own
-:func:`gnnpretrain.train.finetune.finetune_seed` (5 layers x 300, batch 32, scaffold split, the
+:func:`gnnpretrain.train.separate.finetune_seed` (5 layers x 300, batch 32, scaffold split, the
 paper's defaults), from scratch (loading a checkpoint costs nothing per epoch). The first epoch is
 reported apart (warm-up: first allocations); the steady per-epoch time is the median of the others.
 On a shared machine wall time depends on the load, so the process CPU time per epoch (all epochs,
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from gnnpretrain.train.finetune import FinetuneConfig, finetune_seed, load_task
+    from gnnpretrain.train import FinetuneConfig, finetune_seed, load_task
     from gnnpretrain.utils import runtime_info
 
     torch.set_num_threads(args.threads)

@@ -3,7 +3,7 @@
 For each data set, 10 seeds (default) are fine-tuned with the paper's dropout (0.5) in each mode:
 
 * ``separate`` — today's loop, one seed after another (``fused=False``);
-* ``fused`` — the same seeds as fused groups (:mod:`gnnpretrain.train.sweep`) with the default
+* ``fused`` — the same seeds as fused groups (:mod:`gnnpretrain.train.fused`) with the default
   kernels (CPU: ``sparse``, equal to separate runs to float rounding, dropout masks drawn another way);
 * ``fused-exact`` — fused with the ``exact`` CPU kernels (bit-equal to separate runs);
 * ``fused-amp`` — fused (default kernels) with bf16 (``amp=True``);
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main(argv: list[str] | None = None) -> dict:
     import torch
 
-    from gnnpretrain.train.finetune import FinetuneConfig, run_finetune
+    from gnnpretrain.train import FinetuneConfig, run_finetune
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default="bace")

@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_threads_argument(p)
     p.add_argument("--fused", action="store_true", default=None,
                    help="fine-tune the cells of each (architecture, data set) as fused groups of models "
-                   "(gnnpretrain.train.sweep; same seed files and ledger lines as separate runs)")
+                   "(gnnpretrain.train.fused; same seed files and ledger lines as separate runs)")
     p.add_argument("--fuse-max", type=int, default=None, metavar="N", help="models per fused group (default: automatic)")
     p.add_argument("--fused-kernels", default=None, choices=["auto", "exact", "sparse", "batched"],
                    help="kernels of fused groups: auto (default) = sparse on CPU (fast; equal to separate runs to float "

@@ -108,7 +108,7 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
                    help="let --input-model-file hold Python objects besides tensors (unpickling runs code: "
                    "only for files you trust)")
     p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
-                   help="train the seeds as one stacked computation (gnnpretrain.train.sweep: the same files, results "
+                   help="train the seeds as one stacked computation (gnnpretrain.train.fused: the same files, results "
                    "equal to separate runs' in distribution — bitwise with --fused-kernels exact; unsupported options "
                    "fall back to separate runs). Default: fused with --amp on CPU, where it measured 2x faster than "
                    "separate runs (benchmarks/RESULTS.md); otherwise not fused (fp32 on CPU: within noise of separate "
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = build_parser(known.domain)
     args = parser.parse_args(argv)
 
-    from gnnpretrain.train.finetune import FinetuneConfig, output_dir, run_finetune, summary_line
+    from gnnpretrain.train import FinetuneConfig, output_dir, run_finetune, summary_line
     from gnnpretrain.utils import parse_seeds
 
     try:

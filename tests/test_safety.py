@@ -78,7 +78,7 @@ def test_loader_refuses_payload_and_names_the_opt_in(tmp_path):
 
 
 def test_finetune_input_model_file_payload_refused(tmp_path):
-    from gnnpretrain.train.finetune import FinetuneConfig, run_finetune
+    from gnnpretrain.train import FinetuneConfig, run_finetune
 
     marker = tmp_path / "pwned"
     path = _evil(tmp_path / "evil.pth", marker)
@@ -240,7 +240,7 @@ def test_unwritable_output_and_cache_refused_before_work(tmp_path):
     assert not (tmp_path / "c").exists()  # nothing featurized
     with pytest.raises(OutputNotWritableError, match="--cache"):
         cli.main(PRETRAIN_ARGS + ["--dataset", str(corpus), "--output", str(tmp_path / "run"), "--cache", str(blocker / "c")])
-    from gnnpretrain.train.finetune import FinetuneConfig, run_finetune
+    from gnnpretrain.train import FinetuneConfig, run_finetune
 
     with pytest.raises(OutputNotWritableError):
         run_finetune(FinetuneConfig(dataset="clintox", epochs=1, seeds=[0], output=str(blocker / "ft"), progress=False))

@@ -3,11 +3,11 @@
 Why: the fine-tuning protocol trains many models that differ only in seed and starting checkpoint
 (10 seeds x every pre-training strategy per data set). One model at batch 32 leaves most of a GPU
 idle and pays Python/launch overhead per layer; G models stacked on a leading axis share every
-step. :mod:`gnnpretrain.train.sweep` trains them; this module only computes.
+step. :mod:`gnnpretrain.train.fused` trains them; this module only computes.
 
 Parameters: every tensor of the plain model stacked to ``[G, *shape]`` (:class:`StackedGraphPred` is
 built *from* G plain models, so initialisation and checkpoint loading stay those of
-:func:`gnnpretrain.train.finetune.build_model`); :meth:`StackedGraphPred.unstack` gives model g's
+:func:`gnnpretrain.train.run.data.build_model`); :meth:`StackedGraphPred.unstack` gives model g's
 state dict back. (``torch.func.vmap`` over ``functional_call`` of the PyG model ran 3-4x *slower*
 than G separate steps on one CPU thread, and cannot give each model its own graphs.)
 

@@ -22,8 +22,8 @@ from gnnpretrain.train.compare.campaign import (
     status_line,
 )
 from gnnpretrain.train.compare.ledger import Ledger
-from gnnpretrain.train.finetune import FinetuneConfig, seed_path
-from gnnpretrain.train.sweep import BudgetReached, run_members, state_path
+from gnnpretrain.train.run import FinetuneConfig, seed_path
+from gnnpretrain.train.fused import BudgetReached, run_members, state_path
 from gnnpretrain.train.tasks import get_task
 
 COMMITTED = REPO_ROOT / "chem" / "results" / "architectures.csv"
@@ -142,3 +142,67 @@ def test_an_interrupted_unit_keeps_its_group_cut(tmp_path, data_dir, cache, run_
     assert res.returncode == 0, res.stderr
     assert "resuming unit bace/none:gcn (groups of 1)" in res.stdout
     assert res.stdout.count("fused group of 1 (") == 2
+
+
+def test_task_pack_round_trip_gives_the_same_graphs_and_the_same_training(data_dir, cache, tmp_path):
+    from gnnpretrain.train.separate import finetune_seed
+    from gnnpretrain.train.taskpack import load_packed_task, pack_task
+
+    task = get_task("chem", "bace", data_root=data_dir, cache=cache, split="scaffold")
+    size = pack_task(task, tmp_path / "bace.pt")
+    assert size < 1 << 20  # 1,513 molecules in well under a MiB
+    packed = load_packed_task(tmp_path / "bace.pt")
+    assert packed.sizes == task.sizes and packed.num_tasks == task.num_tasks
+    assert packed.model_kwargs == task.model_kwargs and packed.split == task.split
+    for part in ("train", "valid", "test"):
+        for a, b in zip(task.graphs(part), packed.graphs(part)):
+            assert a.x.equal(b.x) and a.edge_index.equal(b.edge_index) and a.edge_attr.equal(b.edge_attr)
+            assert a.y.reshape(-1).float().nan_to_num(-1).equal(b.y.reshape(-1).nan_to_num(-1))
+    cfg = FinetuneConfig(dataset="bace", num_layer=2, emb_dim=32, epochs=1, progress=False)
+    rec_a, rec_b = finetune_seed(task, 0, cfg, "cpu"), finetune_seed(packed, 0, cfg, "cpu")
+    assert rec_a["curve"][0]["train_loss"] == rec_b["curve"][0]["train_loss"]
+    assert rec_a["best_valid"]["test_auc"] == rec_b["best_valid"]["test_auc"]
+
+
+@pytest.mark.slow
+def test_gpu_script_end_to_end_on_cpu_without_rdkit(run_script, tmp_path, data_dir, cache):
+    """scripts/campaign_gpu.sh as a GPU machine runs it (no RDKit, no raw data: only the pack), here on
+    CPU with tiny settings; its ledger merges back into another ledger under the ledger's rules."""
+    import os
+    import subprocess
+
+    plan = tmp_path / "plan.csv"
+    plan.write_text("order,stage,dataset,row,device\n1,1,bace,none:gcn,any\n2,1,bace,ref:gcn_supervised_contextpred,any\n")
+    pack = tmp_path / "pack"
+    res = run_script("campaign", "--pack", str(pack), "--plan", str(plan), "--ledger", str(tmp_path / "none.csv"),
+                     "--data-root", str(data_dir), "--cache", str(cache))
+    assert res.returncode == 0, res.stderr
+    assert (pack / "tasks" / "bace-scaffold-0-reference.pt").is_file()
+    assert [p.name for p in (pack / "checkpoints").iterdir()] == ["gcn_supervised_contextpred.pth"]
+    blocked = tmp_path / "blocked"  # import rdkit / ogb fails, as on the GPU machine
+    for mod in ("rdkit", "ogb"):
+        (blocked / mod).mkdir(parents=True)
+        (blocked / mod / "__init__.py").write_text(f"raise ImportError('{mod} is not installed here')\n")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(blocked), "PACK": str(pack), "OUT": str(out), "DEVICE": "cpu",
+           "MINUTES": "20", "BASE_LEDGER": "", "RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1",
+           "GNNPRETRAIN_DATA": str(tmp_path / "no-data")}
+    proc = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "campaign_gpu.sh"), "--plan", str(plan), "--epochs", "1",
+                           "--seeds", "0-1", "--threads", "1"], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = Ledger(out / "architectures.csv").read()
+    log = (out / "campaign.log").read_text()
+    assert len(lines) == 4 and "tasks from the pack" in log and "cells done 2/2" in log
+    # the same cells computed here (with RDKit) have the same config hashes: the merge adds nothing new
+    here = tmp_path / "here.csv"
+    res = run_script("campaign", "--hours", "1", "--plan", str(plan), "--ledger", str(here), "--output",
+                     str(tmp_path / "runs-here"), "--epochs", "1", "--seeds", "0-1", "--nice", "0",
+                     "--data-root", str(data_dir), "--cache", str(cache))
+    assert res.returncode == 0, res.stderr
+    merged = run_script("campaign", "--merge", str(out / "architectures.csv"), "--ledger", str(here), "--plan", str(plan),
+                        "--seeds", "0-1")
+    assert merged.returncode == 0 and "merged 0 new line(s)" in merged.stdout
+    ours = {(ln["row"], ln["seed"]): ln for ln in Ledger(here).read()}
+    for ln in lines:  # same graphs, split, weights and seeds: the same numbers, bit for bit
+        assert ours[ln["row"], ln["seed"]]["config_hash"] == ln["config_hash"]
+        assert ours[ln["row"], ln["seed"]]["test_auc_best_valid"] == ln["test_auc_best_valid"]

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from gnnpretrain.train.finetune import FinetuneConfig, finetune_seed, load_task, run_finetune, summarize
+from gnnpretrain.train import FinetuneConfig, finetune_seed, load_task, run_finetune, summarize
 from gnnpretrain.train.tasks import get_task
 
 SMALL = dict(num_layer=2, emb_dim=32, dropout=0.0, progress=False, num_threads=1)

@@ -15,15 +15,8 @@ import torch
 from gnnpretrain.paths import checkpoints_root
 from gnnpretrain.metrics import NoValidTaskError
 from gnnpretrain.train import tasks as task_registry
-from gnnpretrain.train.finetune import (
-    ConfigMismatchError,
-    FinetuneConfig,
-    _best_epoch,
-    build_model,
-    finetune_seed,
-    run_finetune,
-    seed_path,
-)
+from gnnpretrain.train.run import ConfigMismatchError, FinetuneConfig, best_epoch, build_model, seed_path
+from gnnpretrain.train import finetune_seed, run_finetune
 from gnnpretrain.train.tasks import Task, get_task, register_task_loader
 
 REF_CKPT = checkpoints_root() / "chem"  # found as the library finds it
@@ -122,7 +115,7 @@ def test_seed_controls_init_split_does_not(bbbp):
 
 def test_best_epoch_takes_earliest_on_ties():
     curve = [{"epoch": 1, "valid_auc": 0.5}, {"epoch": 2, "valid_auc": 0.7}, {"epoch": 3, "valid_auc": 0.7}]
-    assert _best_epoch(curve)["epoch"] == 2
+    assert best_epoch(curve)["epoch"] == 2
 
 
 @pytest.mark.skipif(not (REF_CKPT / "gcn_contextpred.pth").is_file(), reason="reference checkpoints absent")

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from gnnpretrain.train.finetune import (
+from gnnpretrain.train.finetune import (  # the old import path keeps working
     FinetuneConfig,
     checkpoint_label,
     default_output,

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from gnnpretrain.nn.stacked import FusedBatch, StackedGraphPred, _keep_mask, _PerModelLinear, _sparse_product, _operator_pair
-from gnnpretrain.train.finetune import FinetuneConfig, _eval_batches, build_model
-from gnnpretrain.train.sweep import TrainStore, _index_loader, _per_model_loss, make_optimizer, resolve_kernels, run_members
+from gnnpretrain.train.run import FinetuneConfig, build_model, eval_batches
+from gnnpretrain.train.fused import TrainStore, index_loader, make_optimizer, per_model_loss, resolve_kernels, run_members
 from gnnpretrain.train.tasks import get_task
 from gnnpretrain.utils import seed_everything
 
@@ -42,7 +42,7 @@ def _models(task, cfg, seeds):
 
 
 def _batch(store, seeds):
-    return store.collate(torch.stack([next(iter(_index_loader(len(store), 32, torch.Generator().manual_seed(s)))) for s in seeds]))
+    return store.collate(torch.stack([next(iter(index_loader(len(store), 32, torch.Generator().manual_seed(s)))) for s in seeds]))
 
 
 @pytest.mark.parametrize("gnn_type,pooling,jk", [("gin", "mean", "last"), ("gin", "sum", "concat"), ("gin", "max", "last"),
@@ -55,7 +55,7 @@ def test_one_step_equals_exact_kernels(bace, store, gnn_type, pooling, jk):
     models = _models(bace, cfg, (0, 1, 2))
     exact, sparse = StackedGraphPred(models, kernels="exact"), StackedGraphPred(models, kernels="sparse")
     fb = _batch(store, (0, 1, 2))
-    la, lb = _per_model_loss(exact(fb), fb.y), _per_model_loss(sparse(fb), fb.y)
+    la, lb = per_model_loss(exact(fb), fb.y), per_model_loss(sparse(fb), fb.y)
     torch.testing.assert_close(lb, la, rtol=1e-5, atol=0)  # the bound; measured 1e-7 to 1.3e-6
     la.sum().backward()
     lb.sum().backward()
@@ -67,7 +67,7 @@ def test_one_step_equals_exact_kernels(bace, store, gnn_type, pooling, jk):
     for name, buf in exact.named_buffers():
         torch.testing.assert_close(getattr(sparse, name), buf, rtol=1e-5, atol=1e-6)
     exact.eval(), sparse.eval()
-    batch = _eval_batches(bace, "valid", 256)[0]
+    batch = eval_batches(bace, "valid", 256)[0]
     torch.testing.assert_close(sparse(FusedBatch.replicate(batch, 3)), exact(FusedBatch.replicate(batch, 3)),
                                rtol=1e-5, atol=1e-5)
 
@@ -79,9 +79,9 @@ def test_bf16_step_stays_close_to_exact_bf16(bace, store):
     models = _models(bace, cfg, (0, 1))
     exact, sparse = StackedGraphPred(models, kernels="exact", amp=True), StackedGraphPred(models, kernels="sparse", amp=True)
     fb = _batch(store, (0, 1))
-    la, lb = _per_model_loss(exact(fb), fb.y), _per_model_loss(sparse(fb), fb.y)
+    la, lb = per_model_loss(exact(fb), fb.y), per_model_loss(sparse(fb), fb.y)
     torch.testing.assert_close(lb, la, rtol=1e-2, atol=0)
-    assert not torch.equal(lb, _per_model_loss(StackedGraphPred(models, kernels="sparse")(fb), fb.y))  # bf16 ran
+    assert not torch.equal(lb, per_model_loss(StackedGraphPred(models, kernels="sparse")(fb), fb.y))  # bf16 ran
 
 
 def test_per_model_linear_and_sparse_product_gradients():
@@ -141,11 +141,11 @@ def test_training_does_not_depend_on_group_or_position(bace, store, kernels):
         for gen, state in zip(st.dropout_generators, states):
             gen.set_state(state)
         opt = make_optimizer(st, cfg, kernels)
-        its = [iter(_index_loader(len(store), 32, torch.Generator().manual_seed(s))) for s in seeds]
+        its = [iter(index_loader(len(store), 32, torch.Generator().manual_seed(s))) for s in seeds]
         st.train()
-        for _ in range(len(_index_loader(len(store), 32, torch.Generator()))):
+        for _ in range(len(index_loader(len(store), 32, torch.Generator()))):
             fb = store.collate(torch.stack([next(i) for i in its]))
-            losses = _per_model_loss(st(fb), fb.y)
+            losses = per_model_loss(st(fb), fb.y)
             opt.zero_grad()
             losses.sum().backward()
             opt.step()

@@ -1,4 +1,4 @@
-"""Fused fine-tuning sweeps (gnnpretrain.train.sweep): equal to separate runs, same files, resume.
+"""Fused fine-tuning sweeps (gnnpretrain.train.fused): equal to separate runs, same files, resume.
 
 Real data (BACE, scaffold split), real models; sized down (2 layers x 32 except the reference-checkpoint
 test, which needs the paper's 5 x 300). On CPU the fused path is built to be bit-equal to separate runs,
@@ -15,17 +15,9 @@ import pytest
 import torch
 
 from gnnpretrain.metrics import masked_bce_with_logits
-from gnnpretrain.train.finetune import (
-    ConfigMismatchError,
-    FinetuneConfig,
-    _train_loader,
-    build_model,
-    finetune_seed,
-    load_finished,
-    run_finetune,
-    seed_path,
-)
-from gnnpretrain.train.sweep import _index_loader, run_members, state_path, train_group
+from gnnpretrain.train import finetune_seed, run_finetune
+from gnnpretrain.train.run import ConfigMismatchError, FinetuneConfig, build_model, load_finished, seed_path, train_loader
+from gnnpretrain.train.fused import index_loader, run_members, state_path, train_group
 from gnnpretrain.train.tasks import get_task
 from gnnpretrain.utils import seed_everything
 
@@ -61,7 +53,7 @@ def separate_losses(task, cfg: FinetuneConfig, seed: int, steps: int = STEPS) ->
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.decay)
     model.train()
     out = []
-    for batch in _train_loader(task, cfg.batch_size, seed, 0):
+    for batch in train_loader(task, cfg.batch_size, seed, 0):
         logits = model(batch)
         loss = masked_bce_with_logits(logits, batch.y.reshape(logits.shape).float())
         opt.zero_grad(set_to_none=True)
@@ -87,11 +79,11 @@ def assert_losses_equal(task, members, steps: int = STEPS) -> None:
 
 
 def test_index_loader_draws_the_separate_runs_batches(bace):
-    """Two epochs of the index loader give the graphs (in order) of finetune._train_loader."""
+    """Two epochs of the index loader give the graphs (in order) of run.data.train_loader."""
     n = len(bace.graphs("train"))
     gen = torch.Generator().manual_seed(3)
-    idx_loader = _index_loader(n, 32, gen)
-    graph_loader = _train_loader(bace, 32, 3, 0)
+    idx_loader = index_loader(n, 32, gen)
+    graph_loader = train_loader(bace, 32, 3, 0)
     graphs = bace.graphs("train")
     for _ in range(2):
         for idx, batch in zip(idx_loader, graph_loader):
@@ -295,8 +287,8 @@ def test_batched_gpu_layout_matches_exact_path(bace, gnn_type):
     """The GPU path (padded layout, batched matmuls, masked BatchNorm, split attention), run here on
     CPU: same training losses and evaluation logits as the exact path up to float rounding."""
     from gnnpretrain.nn.stacked import FusedBatch, StackedGraphPred
-    from gnnpretrain.train.finetune import _eval_batches
-    from gnnpretrain.train.sweep import TrainStore, _per_model_loss
+    from gnnpretrain.train.run import eval_batches
+    from gnnpretrain.train.fused import TrainStore, per_model_loss
 
     cfg = FinetuneConfig(gnn_type=gnn_type, dropout=0.0, **SMALL)
     models = []
@@ -305,14 +297,14 @@ def test_batched_gpu_layout_matches_exact_path(bace, gnn_type):
         models.append(build_model(bace, cfg))
     exact, batched = StackedGraphPred(models, exact=True), StackedGraphPred(models, exact=False)
     store = TrainStore(bace.graphs("train"))
-    idx = torch.stack([next(iter(_index_loader(len(store), 32, torch.Generator().manual_seed(s)))) for s in (0, 1, 2)])
+    idx = torch.stack([next(iter(index_loader(len(store), 32, torch.Generator().manual_seed(s)))) for s in (0, 1, 2)])
     ragged, padded = store.collate(idx), store.collate(idx, padded=True)
     assert padded.x.size(0) > ragged.x.size(0)  # really padded
-    la = _per_model_loss(exact(ragged), ragged.y)
-    lb = _per_model_loss(batched(padded), padded.y)
+    la = per_model_loss(exact(ragged), ragged.y)
+    lb = per_model_loss(batched(padded), padded.y)
     torch.testing.assert_close(lb, la, rtol=1e-5, atol=1e-6)
     exact.eval(), batched.eval()
-    batch = _eval_batches(bace, "valid", 256)[0]
+    batch = eval_batches(bace, "valid", 256)[0]
     torch.testing.assert_close(batched(FusedBatch.replicate(batch, 3)), exact(FusedBatch.replicate(batch, 3)),
                                rtol=1e-5, atol=1e-5)
     for name, buf in exact.named_buffers():  # running statistics updated the same way

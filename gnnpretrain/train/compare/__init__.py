@@ -9,7 +9,7 @@ resumes where it stopped and a finished one re-runs in seconds:
    ``b`` starting from ``a``'s ``model.pth``. The hash covers every pre-training option, so another
    profile never reuses a checkpoint made with different settings.
 2. **fine-tuning** (independent, ``jobs`` processes, one torch thread each, dying with the parent):
-   :func:`gnnpretrain.train.finetune.run_seed` writes ``<out>/finetune/<row>/<dataset>/seed<k>.json``
+   :func:`gnnpretrain.train.separate.run_seed` writes ``<out>/finetune/<row>/<dataset>/seed<k>.json``
    atomically (with its per-epoch curve; run folders are not committed) and the parent appends one
    line per seed to the **ledger** (:mod:`.ledger`): ``<domain>/results/<profile>.csv`` for a profile
    run with the default output folder, else ``<out>/ledger.csv``, or ``--ledger PATH``. Cells in the

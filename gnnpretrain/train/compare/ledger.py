@@ -71,8 +71,8 @@ HASH_KEYS = (
 
 
 def config_hash(recorded_config: dict[str, Any]) -> str:
-    """Short hash of every option that changes a seed's result (``finetune.RESULT_KEYS``)."""
-    from gnnpretrain.train.finetune import RESULT_KEY_DEFAULTS, RESULT_KEYS
+    """Short hash of every option that changes a seed's result (``RESULT_KEYS`` of :mod:`gnnpretrain.train.run.config`)."""
+    from gnnpretrain.train.run.config import RESULT_KEY_DEFAULTS, RESULT_KEYS
 
     spec = {k: recorded_config.get(k) for k in HASH_KEYS}
     # later keys enter only when set to something other than their old-file default (None, or
@@ -103,7 +103,7 @@ def line_from_record(
     checkpoint: str | None,
     runtime: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """The ledger line of one finished seed record (:func:`gnnpretrain.train.finetune.finetune_seed`).
+    """The ledger line of one finished seed record (:func:`gnnpretrain.train.run.records.make_record`).
 
     ``runtime`` is :func:`gnnpretrain.utils.runtime_info` taken in the process that trained; without
     it the record's own ``runtime`` (if any) is used, else only its torch version is known.

@@ -14,7 +14,7 @@ Rows (``rows=``):
   run's ``config.json``) or its weights (:func:`gnnpretrain.hub.load`), its baseline is ``none:<arch>``
   at the same width/depth.
 
-Each (row, target, seed) is one :func:`gnnpretrain.train.finetune.run_seed` call, so seed files, resume
+Each (row, target, seed) is one :func:`gnnpretrain.train.separate.run_seed` call, so seed files, resume
 and the configuration check are those of ``scripts/finetune.py``; runs go target by target (all rows and
 seeds of a target before the next), so an interrupted suite leaves complete targets behind. One process,
 one thread (the suite is sized for a shared CPU). The ledger (one CSV line per row × target × seed,
@@ -138,7 +138,7 @@ def suite_rows(config: MoleculeACEConfig) -> list[SuiteRow]:
 
 
 def _finetune_config(config: MoleculeACEConfig, row: SuiteRow, target: str):
-    from gnnpretrain.train.finetune import FinetuneConfig
+    from gnnpretrain.train.run.config import FinetuneConfig
 
     return FinetuneConfig(
         dataset=f"moleculeace:{target}", input_model_file=row.checkpoint, gnn_type=row.gnn_type,
@@ -172,7 +172,8 @@ def _write_ledger(path: Path, lines: list[dict[str, Any]]) -> None:
 
 def run_moleculeace(config: MoleculeACEConfig, log: Callable[[str], None] = print) -> dict:
     """Fine-tune every (row, target, seed) that has no finished seed file, then write ledger and report."""
-    from gnnpretrain.train.finetune import load_task, run_seed
+    from gnnpretrain.train.run.data import load_task
+    from gnnpretrain.train.separate import run_seed
 
     rows = suite_rows(config)
     t0 = time.time()

@@ -102,7 +102,7 @@ class CompareConfig:
     profile: str | None = None
     rows: list[str] | None = None  # run only these rows (and their baselines); None = all
     ledger: str | None = None  # the results ledger (default: see ledger_path)
-    fused: bool = False  # fine-tune each (architecture, dataset)'s cells as fused groups (train.sweep)
+    fused: bool = False  # fine-tune each (architecture, dataset)'s cells as fused groups (train.fused)
     fuse_max: int | None = None  # models per fused group (None: automatic)
     fused_kernels: str = "auto"  # kernels of fused groups (FinetuneConfig.fused_kernels)
 
@@ -299,7 +299,7 @@ def pretrain_dir(config: CompareConfig, chain: Sequence[str], gnn_type: str) -> 
 
 # ------------------------------------------------------------------------------------ fine-tuning
 def finetune_config(config: CompareConfig, row: Row, dataset: str, checkpoint: str | None):
-    from gnnpretrain.train.finetune import FinetuneConfig
+    from gnnpretrain.train.run.config import FinetuneConfig
 
     num_layer, emb_dim = row.dims(config)
     return FinetuneConfig(
@@ -330,12 +330,13 @@ def plan_finetunes(config: CompareConfig, rows: Sequence[Row], checkpoints: dict
     (:meth:`Ledger.check`), so a mixed configuration fails before any training.
     """
     from gnnpretrain.train.compare.ledger import Ledger, expected_line, line_from_record
-    from gnnpretrain.train.finetune import _sha256, load_finished
+    from gnnpretrain.train.run.config import sha256_file
+    from gnnpretrain.train.run.records import load_finished
 
     ledger = ledger if ledger is not None else Ledger(config.ledger_path)
     lines = ledger.read()
     have = ledger.done(lines)
-    shas = {name: _sha256(ckpt) for name, ckpt in checkpoints.items()}
+    shas = {name: sha256_file(ckpt) for name, ckpt in checkpoints.items()}
     plan = FinetunePlan([], [], 0)
     expected = []
     for ds in config.datasets:

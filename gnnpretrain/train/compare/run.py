@@ -6,28 +6,27 @@ written ``seed<k>.json`` per fine-tune), so a killed run resumes where it stoppe
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Sequence
 
+from gnnpretrain.paths import REPO_ROOT
 from gnnpretrain.train.compare.plan import (
     CompareConfig,
     Row,
-    pretrain_args,
     build_rows,
     plan_finetunes,
+    pretrain_args,
     pretrain_dir,
 )
-from gnnpretrain.paths import REPO_ROOT
 from gnnpretrain.train.compare.report import write_report
+from gnnpretrain.train.workers import is_stopping, sigterm_raises, stop_pool, worker_init
 from gnnpretrain.utils import atomic_write_json, resolve_device, runtime_info
+
 
 def ensure_pretrained(
     config: CompareConfig, chain: Sequence[str], gnn_type: str, log: Callable[[str], None] = print
@@ -58,103 +57,20 @@ def ensure_pretrained(
     return previous
 
 
-# ----------------------------------------------------------------------------- worker lifetime
-# Workers must never outlive the comparison: a killed parent (Ctrl-C, kill, kill -9) must not leave
-# processes fine-tuning into files nobody reads. Three mechanisms, for three ways of dying:
-# * kill -9 of the parent: on Linux each worker asks the kernel for SIGTERM when its parent dies
-#   (prctl PR_SET_PDEATHSIG); elsewhere a daemon thread polls os.getppid();
-# * SIGTERM / Ctrl-C of the parent: the parent turns SIGTERM into an exception, cancels what has
-#   not started and terminates the workers (:func:`_stop_pool`); workers ignore SIGINT, so a
-#   Ctrl-C reaching the whole process group is handled once, by the parent;
-# * a worker told to stop (SIGTERM) unwinds with SystemExit, so an atomic write in progress removes
-#   its temporary file, then exits at once instead of waiting for more work.
-_PR_SET_PDEATHSIG = 1
-_stopping = False
-
-
-def _on_stop(signum, frame) -> None:
-    global _stopping
-    _stopping = True
-    raise SystemExit(128 + signum)
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    signal.signal(signal.SIGTERM, _on_stop)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    armed = False
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
-        except (OSError, AttributeError):
-            armed = False
-    if not armed:
-        def watch() -> None:
-            while os.getppid() == parent_pid:
-                time.sleep(1.0)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-        threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
-    if os.getppid() != parent_pid:  # the parent died before the request was in place
-        os._exit(1)
-
-
-def _worker_init(parent_pid: int | None = None) -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    if parent_pid is not None:
-        _die_with_parent(parent_pid)
-
-
 def _run_one(ft_config, seed: int) -> dict:
     """Fine-tune one seed (resume-aware) in this process; return the record with the runtime."""
-    from gnnpretrain.train.finetune import run_seed
+    from gnnpretrain.train.separate import run_seed
     from gnnpretrain.utils import runtime_info
 
     try:
         rec = run_seed(ft_config, seed)
     except BaseException:
-        if _stopping:  # told to stop: the temporary file is gone; do not wait for more work
+        if is_stopping():  # told to stop: the temporary file is gone; do not wait for more work
             os._exit(1)
         raise
     rec.pop("curve", None)  # the curve stays in the seed file; the parent needs the summary
     rec.setdefault("runtime", runtime_info(rec.get("device")))
     return rec
-
-
-def _stop_pool(pool: ProcessPoolExecutor) -> None:
-    """Cancel queued work and terminate the workers (they remove their temporary files)."""
-    procs = list(getattr(pool, "_processes", {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for p in procs:
-        if p.is_alive():
-            p.terminate()
-    deadline = time.time() + 10
-    for p in procs:
-        p.join(max(0.1, deadline - time.time()))
-        if p.is_alive():
-            p.kill()
-            p.join(1)
-
-
-@contextlib.contextmanager
-def _sigterm_raises():
-    """Within the block SIGTERM raises SystemExit in the main thread, so cleanup code runs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise SystemExit(128 + signum)
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 # ------------------------------------------------------------------------------------- the run
@@ -167,8 +83,8 @@ def run_comparison(config: CompareConfig, log: Callable[[str], None] = print, st
     seed finishes, so a killed run loses at most the seeds in flight.
 
     Fused runs (``config.fused``, in-process) also take a ``stop_at`` deadline and a per-epoch
-    ``progress`` line sink (:func:`gnnpretrain.train.sweep.train_group`); at the deadline the group
-    in flight saves its state and :class:`~gnnpretrain.train.sweep.BudgetReached` propagates.
+    ``progress`` line sink (:func:`gnnpretrain.train.fused.train_group`); at the deadline the group
+    in flight saves its state and :class:`~gnnpretrain.train.fused.BudgetReached` propagates.
     """
     from gnnpretrain.outputs import ensure_writable, output_lock
 
@@ -211,8 +127,8 @@ def _run_comparison_locked(config: CompareConfig, log: Callable[[str], None], st
 
     if todo and config.fused:
         # every (architecture, dataset) cell group as stacked computations: same seed files and ledger
-        # lines as separate runs (gnnpretrain.train.sweep); a line per seed as its group finishes
-        from gnnpretrain.train.sweep import run_members
+        # lines as separate runs (gnnpretrain.train.fused); a line per seed as its group finishes
+        from gnnpretrain.train.fused import run_members
 
         count = iter(range(1, len(todo) + 1))
 
@@ -230,14 +146,14 @@ def _run_comparison_locked(config: CompareConfig, log: Callable[[str], None], st
             for i, (row, ftc, seed) in enumerate(todo, 1):
                 record(i, row, _run_one(ftc, seed))
         else:
-            pool = ProcessPoolExecutor(max_workers=config.jobs, initializer=_worker_init, initargs=(os.getpid(),))
+            pool = ProcessPoolExecutor(max_workers=config.jobs, initializer=worker_init, initargs=(1, os.getpid()))
             try:
-                with _sigterm_raises():
+                with sigterm_raises():
                     futs = {pool.submit(_run_one, ftc, seed): row for row, ftc, seed in todo}
                     for i, fut in enumerate(as_completed(futs), 1):
                         record(i, futs[fut], fut.result())
             except BaseException:
-                _stop_pool(pool)
+                stop_pool(pool)
                 raise
             pool.shutdown(wait=True)
     report = write_report(config, rows, checkpoints, ledger.read())

@@ -1,0 +1,107 @@
+"""Worker processes that never outlive their parent, and pools that stop cleanly.
+
+Used by every engine that starts processes (parallel separate seeds, fused groups over worker
+processes, the comparison's pool), so the rules below hold for all of them.
+
+Workers must never outlive the comparison: a killed parent (Ctrl-C, kill, kill -9) must not leave
+processes fine-tuning into files nobody reads. Three mechanisms, for three ways of dying:
+* kill -9 of the parent: on Linux each worker asks the kernel for SIGTERM when its parent dies
+  (prctl PR_SET_PDEATHSIG); elsewhere a daemon thread polls os.getppid();
+* SIGTERM / Ctrl-C of the parent: the parent turns SIGTERM into an exception, cancels what has
+  not started and terminates the workers (:func:`stop_pool`); workers ignore SIGINT, so a
+  Ctrl-C reaching the whole process group is handled once, by the parent;
+* a worker told to stop (SIGTERM) unwinds with SystemExit, so an atomic write in progress removes
+  its temporary file, then exits at once instead of waiting for more work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+__all__ = ["die_with_parent", "is_stopping", "stop_pool", "sigterm_raises", "worker_init"]
+
+_PR_SET_PDEATHSIG = 1
+_stopping = False
+
+
+def _on_stop(signum, frame) -> None:
+    global _stopping
+    _stopping = True
+    raise SystemExit(128 + signum)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """In a worker: exit when ``parent_pid`` dies (kernel signal on Linux, else a watcher thread);
+    SIGTERM unwinds with SystemExit and marks the worker as stopping; SIGINT is the parent's."""
+    signal.signal(signal.SIGTERM, _on_stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if not armed:
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before the request was in place
+        os._exit(1)
+
+
+def is_stopping() -> bool:
+    """True in a worker that was told to stop (SIGTERM): it should exit at once, not wait for work."""
+    return _stopping
+
+
+def worker_init(threads: int = 1, parent_pid: int | None = None) -> None:
+    """Initializer of a CPU worker: ``threads`` torch threads; dies with ``parent_pid`` if given."""
+    import torch
+
+    torch.set_num_threads(threads)
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued work and terminate the workers (they remove their temporary files)."""
+    procs = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.time() + 10
+    for p in procs:
+        p.join(max(0.1, deadline - time.time()))
+        if p.is_alive():
+            p.kill()
+            p.join(1)
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    """Within the block SIGTERM raises SystemExit in the main thread, so cleanup code runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
