@@ -5,7 +5,8 @@ one niced core, every finished seed appended to the committed ledger.
 Examples:
     python scripts/campaign.py --status                      # where the campaign stands, nothing runs
     nohup python scripts/campaign.py --hours 2.5 > campaign.log 2>&1 &   # standing work of a session
-    python scripts/campaign.py --hours 0.2 --device cuda      # on a GPU machine (scripts/campaign_gpu.sh)
+    python scripts/campaign.py --pack gpu-pack                # what a GPU machine needs (scripts/campaign_gpu.sh)
+    python scripts/campaign.py --merge gpu-out/architectures.csv   # its ledger lines back into the committed one
 
 The plan is ``chem/results/campaign.csv`` (order, stage, data set, row, device); the ledger is
 ``chem/results/architectures.csv``; run folders and the state of a half-finished group live in the
@@ -38,6 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--hours", type=float, default=None, help="wall-time budget of this run (required unless --status)")
     p.add_argument("--status", action="store_true", help="print where the campaign stands and exit")
+    p.add_argument("--pack", default=None, metavar="DIR",
+                   help="write what a GPU machine without RDKit needs for the next cells into DIR and exit "
+                        "(task packs + published checkpoints; see scripts/campaign_gpu.sh)")
+    p.add_argument("--max-mib", type=float, default=56.0, help="size cap of --pack (default 56 MiB)")
+    p.add_argument("--task-pack", default=None, metavar="DIR", help="read the tasks from packs in DIR (no RDKit needed)")
+    p.add_argument("--results", action="store_true",
+                   help="rebuild the campaign section of chem/RESULTS.md (and chem/figures/campaign_gain.png) "
+                        "from the ledger, and exit")
+    p.add_argument("--merge", nargs="+", default=None, metavar="LEDGER",
+                   help="append these ledgers' lines (e.g. a GPU run's) to --ledger under the ledger's rules, and exit")
     p.add_argument("--ledger", default=None, help="ledger to grow (default chem/results/architectures.csv)")
     p.add_argument("--plan", default=None, help="plan table (default chem/results/campaign.csv)")
     p.add_argument("--output", default=None, help="run folders (default $GNNPRETRAIN_CACHE/campaign/architectures)")
@@ -70,6 +81,21 @@ def main(argv: list[str] | None = None) -> dict:
         st = campaign.status(campaign.load_plan(plan), Ledger(ledger).read(), args.device, seeds)
         print(campaign.status_line(st))
         return st
+    if args.results:
+        from gnnpretrain.train.compare.campaign_report import write_results
+
+        print(write_results(REPO_ROOT / "chem" / "RESULTS.md", Ledger(ledger).read(),
+                            REPO_ROOT / "chem" / "figures" / "campaign_gain.png", plan))
+        return {}
+    if args.merge:
+        added = campaign.merge_ledgers(args.merge, ledger)
+        st = campaign.status(campaign.load_plan(plan), Ledger(ledger).read(), args.device, seeds)
+        print(f"merged {added} new line(s) into {ledger}")
+        print(campaign.status_line(st))
+        return st
+    if args.pack:
+        return campaign.make_pack(args.pack, ledger=ledger, plan=plan, max_mib=args.max_mib, data_root=args.data_root,
+                                  cache=args.cache, reference_dir=args.reference_dir)
     if args.hours is None or args.hours <= 0:
         parser.error("--hours H (a positive wall-time budget) is required, e.g. --hours 2.5; or --status")
     if (args.epochs is not None or args.seeds is not None) and ledger.resolve() == default_ledger.resolve():
@@ -87,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     return campaign.run_campaign(
         args.hours, ledger=ledger, plan=plan, output=args.output, device=args.device, epochs=args.epochs,
         seeds=seeds, max_units=args.max_units, data_root=args.data_root, cache=args.cache,
-        reference_dir=args.reference_dir, log=log,
+        reference_dir=args.reference_dir, task_pack=args.task_pack, log=log,
     )
 
 

@@ -5,9 +5,13 @@
    ZINC molecules (the MOSES corpus; downloaded when missing) and reports the masked-atom accuracy per
    epoch against the accuracy of always guessing the most common atom (carbon, ~72%): a model that
    learned nothing cannot beat that.
-2. Fine-tunes on a MoleculeNet dataset (BBBP, scaffold split) from scratch and from the pre-trained
-   encoder, on the same seeds, and prints them side by side with the difference and a two-sided
-   Welch t-test p-value (``gnnpretrain.stats.welch_difference``).
+2. Fine-tunes on a MoleculeNet dataset (BBBP, scaffold split) from scratch and from that encoder, on
+   the same seeds — a smoke-size pre-training: it shows the pipeline, not what pre-training buys.
+3. Fine-tunes a published, fully pre-trained encoder (``--published``, default the paper's
+   ``gcn_supervised_contextpred``, resolved by hub name: offline from the reference checkpoints,
+   online by download with its checksum) against scratch of the same architecture and size, on the
+   same seeds and epochs. Both pairs are printed side by side with their differences and two-sided
+   Welch p-values (``gnnpretrain.stats.welch_difference``).
 
 Everything goes to ``chem/runs/quickstart/`` (``--output``); re-running resumes and skips finished
 work. The CPU plan (threads, parallel seeds) is chosen once from the free cores (``--threads``,
@@ -45,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0-2", help="fine-tuning seeds (each arm runs all of them)")
     p.add_argument("--num-layer", type=int, default=5)
     p.add_argument("--emb-dim", type=int, default=128)
+    p.add_argument("--published", default="gcn_supervised_contextpred",
+                   help="published encoder (gnnpretrain.hub name) fine-tuned against scratch of its architecture; "
+                        "'none' skips that pair")
     p.add_argument("--output", default=str(Path("chem") / "runs" / "quickstart"), help="run folder")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="parallel fine-tuning processes, one thread each (default: the free cores)")
@@ -93,11 +100,11 @@ def pretrain_step(args, out: Path) -> tuple[Path, list[dict], float]:
 
 
 def _arm_seed(job: tuple) -> dict:
-    from gnnpretrain.train.finetune import run_seed
+    from gnnpretrain.train import run_seed
 
-    config, seed = job
+    arm, config, seed = job
     rec = run_seed(config, seed)
-    return {"arm": "pre-trained" if config.input_model_file else "scratch", "seed": seed,
+    return {"arm": arm, "seed": seed,
             "test": rec["best_valid"]["test_auc"], "skipped": rec["skipped"], "wall_time_s": rec["wall_time_s"]}
 
 
@@ -110,12 +117,12 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def finetune_step(args, out: Path, model: Path, seeds: list[int], jobs: int, log) -> dict[str, dict[int, float]]:
+def finetune_step(args, out: Path, model: Path, seeds: list[int], jobs: int, log) -> tuple[dict[str, dict[int, float]], dict]:
     """Both arms x all seeds, as ``jobs`` parallel single-thread processes; each seed's file is written
     when it finishes, so an interrupted run keeps them and a re-run skips them."""
     import multiprocessing as mp
 
-    from gnnpretrain.train.finetune import FinetuneConfig, summarize
+    from gnnpretrain.train import FinetuneConfig, summarize
 
     common = dict(dataset=args.dataset, num_layer=args.num_layer, emb_dim=args.emb_dim, epochs=args.epochs,
                   seeds=seeds, data_root=args.data_root, cache=args.cache, device="cpu", progress=False)
@@ -124,8 +131,16 @@ def finetune_step(args, out: Path, model: Path, seeds: list[int], jobs: int, log
         "pre-trained": FinetuneConfig(output=str(out / "finetune" / "attrmasking"), input_model_file=str(model),
                                       **common),
     }
-    todo = [(cfg, s) for s in seeds for cfg in arms.values()]  # alternate arms: both advance together
-    results: dict[str, dict[int, float]] = {"scratch": {}, "pre-trained": {}}
+    if args.published != "none":
+        # the published encoder's architecture and size (5 x 300), and scratch of exactly that
+        pub = {**common, "num_layer": None, "emb_dim": None}
+        arms["published"] = FinetuneConfig(output=str(out / "finetune" / "published"),
+                                           input_model_file=args.published, **pub)
+        ref = arms["published"]
+        arms["published scratch"] = FinetuneConfig(output=str(out / "finetune" / "published-scratch"), **{
+            **pub, "gnn_type": ref.gnn_type, "num_layer": ref.num_layer, "emb_dim": ref.emb_dim})
+    todo = [(arm, cfg, s) for s in seeds for arm, cfg in arms.items()]  # all arms advance together
+    results: dict[str, dict[int, float]] = {arm: {} for arm in arms}
     done = 0
 
     def record(r: dict) -> None:
@@ -133,7 +148,7 @@ def finetune_step(args, out: Path, model: Path, seeds: list[int], jobs: int, log
         done += 1
         results[r["arm"]][r["seed"]] = r["test"]
         what = "already done" if r["skipped"] else f"{r['wall_time_s']:.0f} s"
-        log(f"  [{done}/{len(todo)}] {r['arm']:11s} seed {r['seed']}: test ROC-AUC {100 * r['test']:.2f} ({what})")
+        log(f"  [{done}/{len(todo)}] {r['arm']:17s} seed {r['seed']}: test ROC-AUC {100 * r['test']:.2f} ({what})")
 
     from gnnpretrain.runtime import interrupt_note
 
@@ -148,7 +163,7 @@ def finetune_step(args, out: Path, model: Path, seeds: list[int], jobs: int, log
                 record(_arm_seed(job))
     for cfg in arms.values():
         summarize(cfg)  # summary.json per arm, as finetune.py writes it
-    return results
+    return results, arms
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -179,33 +194,58 @@ def main(argv: list[str] | None = None) -> dict:
     print(pre_line, flush=True)
 
     if args.jobs is not None:
-        jobs = plan_jobs(usable_cores(), 0.0, 2 * len(seeds), requested=args.jobs)
+        jobs = plan_jobs(usable_cores(), 0.0, 4 * len(seeds), requested=args.jobs)
     elif args.threads is not None:
         jobs = 1
     else:
-        jobs = plan_jobs(usable_cores(), current_busy(), 2 * len(seeds))
-    print(f"fine-tuning: {2 * len(seeds)} runs ({len(seeds)} seeds x 2 arms) in {jobs} process(es)", flush=True)
-    results = finetune_step(args, out, model, seeds, jobs, print)
+        jobs = plan_jobs(usable_cores(), current_busy(), 4 * len(seeds))
+    n_arms = 2 if args.published == "none" else 4
+    print(f"fine-tuning: {n_arms * len(seeds)} runs ({len(seeds)} seeds x {n_arms} arms) in {jobs} process(es)",
+          flush=True)
+    results, arms = finetune_step(args, out, model, seeds, jobs, print)
 
+    pairs = [("pre-trained", "scratch", f"attribute masking, {args.molecules:,} molecules x {args.pretrain_epochs} "
+              f"epochs (smoke-size)")]
+    if "published" in results:
+        pairs.append(("published", "published scratch", f"published {args.published} (full pre-training)"))
+    lines = [f"{args.dataset} test ROC-AUC at the best-validation epoch, same seeds, {args.epochs} fine-tuning epochs:"]
+    head = f"  {'seed':>6s}  {'scratch':>9s}  {'pre-trained':>11s}"
+    if len(pairs) > 1:
+        arch = f"{arms['published'].gnn_type} {arms['published'].num_layer}x{arms['published'].emb_dim}"
+        head += f"  | {arch + ' scratch':>17s}  {args.published:>26s}"
+    lines.append(head)
+    for s in seeds:
+        row = f"  {s:>6d}  {100 * results['scratch'][s]:9.2f}  {100 * results['pre-trained'][s]:11.2f}"
+        if len(pairs) > 1:
+            row += f"  | {100 * results['published scratch'][s]:17.2f}  {100 * results['published'][s]:26.2f}"
+        lines.append(row)
+    diffs = {}
+    for arm, base, what in pairs:
+        a = [results[arm][s] for s in seeds]
+        b = [results[base][s] for s in seeds]
+        d = welch_difference(a, b)
+        (ma, sa, _), (mb, sb, _) = mean_std(a), mean_std(b)
+        verdict = ("a difference this size could be seed noise" if not d.p_value < 0.05 else
+                   "pre-training helped" if d.diff > 0 else "pre-training hurt (negative transfer)")
+        lines.append(f"{what}: {100 * ma:.2f}±{100 * sa:.1f} vs scratch {100 * mb:.2f}±{100 * sb:.1f}; "
+                     f"{arm} - scratch: {100 * d.diff:+.2f} ROC-AUC points, Welch p = {d.p_value:.3f} "
+                     f"(two-sided, {d.n_a} + {d.n_b} seeds): {verdict}")
+        diffs[arm] = d
+    d = diffs["pre-trained"]
     scratch = [results["scratch"][s] for s in seeds]
     pre = [results["pre-trained"][s] for s in seeds]
-    d = welch_difference(pre, scratch)
-    ms, ss, _ = mean_std(scratch)
-    mp_, sp, _ = mean_std(pre)
-    lines = [f"{args.dataset} test ROC-AUC at the best-validation epoch, same seeds:",
-             f"  {'seed':>6s}  {'scratch':>9s}  {'pre-trained':>11s}"]
-    lines += [f"  {s:>6d}  {100 * a:9.2f}  {100 * b:11.2f}" for s, a, b in zip(seeds, scratch, pre)]
-    lines.append(f"  {'mean':>6s}  {100 * ms:6.2f}±{100 * ss:.1f}  {100 * mp_:8.2f}±{100 * sp:.1f}")
-    verdict = ("a difference this size could be seed noise" if not d.p_value < 0.05 else
-               "pre-training helped" if d.diff > 0 else "pre-training hurt (negative transfer)")
-    lines.append(f"pre-trained - scratch: {100 * d.diff:+.2f} ROC-AUC points, Welch p = {d.p_value:.3f} "
-                 f"(two-sided, {d.n_a} + {d.n_b} seeds): {verdict}")
     total = time.time() - t0
     lines.append(f"done in {_clock(total)} (pre-training {_clock(t_pre)}, fine-tuning {_clock(total - t_pre)})")
     print("\n".join(lines), flush=True)
     report = {"pretrain_accuracy": accs, "majority_baseline": baseline, "scratch": scratch, "pretrained": pre,
               "seeds": seeds, "difference": d.diff, "welch_p": d.p_value, "wall_time_s": round(total, 1),
               "pretrain_time_s": round(t_pre, 1), "dataset": args.dataset, "jobs": jobs}
+    if "published" in diffs:
+        report["published"] = {
+            "name": args.published, "gnn_type": arms["published"].gnn_type, "num_layer": arms["published"].num_layer,
+            "emb_dim": arms["published"].emb_dim, "scratch": [results["published scratch"][s] for s in seeds],
+            "pretrained": [results["published"][s] for s in seeds], "difference": diffs["published"].diff,
+            "welch_p": diffs["published"].p_value}
     atomic_write_json(out / "report.json", report)
     return report
 

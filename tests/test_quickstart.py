@@ -35,4 +35,10 @@ def test_quickstart_reports_both_arms_side_by_side(data_dir, cache, tmp_path, ca
     # the same command again: nothing is recomputed, the same numbers come back
     again = main(argv)
     assert again["scratch"] == report["scratch"] and again["pretrained"] == report["pretrained"]
-    assert capsys.readouterr().out.count("(already done)") == 4
+    assert capsys.readouterr().out.count("(already done)") == 8
+    # the published pair: the hub encoder against scratch of its own architecture and size, same seeds
+    pub = report["published"]
+    assert (pub["name"], pub["gnn_type"], pub["num_layer"], pub["emb_dim"]) == ("gcn_supervised_contextpred", "gcn", 5, 300)
+    assert len(pub["scratch"]) == len(pub["pretrained"]) == 2 and pub["scratch"] != pub["pretrained"]
+    assert pub["difference"] == pytest.approx(sum(pub["pretrained"]) / 2 - sum(pub["scratch"]) / 2)
+    assert "published gcn_supervised_contextpred (full pre-training)" in out and "smoke-size" in out

@@ -212,8 +212,11 @@ def unit_config(unit: Sequence[Cell], *, ledger: str | Path, output: str | Path,
     overrides: dict[str, Any] = {}
     if epochs is not None:  # tiny runs for tests only: another protocol, so another ledger
         overrides["epochs"] = epochs
+    # only the unit's published checkpoints need to be present (a GPU pack carries just those)
+    refs = [c.row.split(":", 1)[1] for c in unit if c.row.startswith("ref:")]
     return config_from_profile(
         EXPERIMENT, datasets=[unit[0].dataset], rows=[c.row for c in unit], seeds=list(seeds), ledger=str(ledger),
+        reference_checkpoints=refs,
         output=str(output), device=device, fused=True, fuse_max=fuse_max, data_root=data_root, cache=cache,
         reference_dir=reference_dir, **overrides,
     )
@@ -233,6 +236,7 @@ def run_campaign(
     data_root: str | None = None,
     cache: str | None = None,
     reference_dir: str | None = None,
+    task_pack: str | Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the next units of the plan until ``hours`` of wall time are spent (or the plan is done).
@@ -240,12 +244,20 @@ def run_campaign(
     Each unit is fused fine-tuning through :func:`~gnnpretrain.train.compare.run.run_comparison`
     (ledger lines appended atomically as each group finishes); at the deadline the group in flight
     saves its state and the run ends with the status line. Returns the final status.
+
+    On CUDA a unit is one group as large as the GPU's memory allows (no CPU time estimates);
+    ``task_pack`` serves the tasks from a pack (:mod:`gnnpretrain.train.taskpack`, no RDKit needed).
     """
     from gnnpretrain.train.compare.run import run_comparison
-    from gnnpretrain.train.sweep import BudgetReached
+    from gnnpretrain.train.fused import BudgetReached
 
     t0 = time.time()
     stop_at = t0 + hours * 3600
+    if task_pack is not None:
+        from gnnpretrain.train.taskpack import use_pack
+
+        log(f"tasks from the pack {task_pack}: {', '.join(use_pack(task_pack))}")
+    on_gpu = str(device).startswith("cuda")
     cells = load_plan(plan)
     ledger_path = Path(ledger) if ledger is not None else REPO_ROOT / "chem" / "results" / f"{EXPERIMENT}.csv"
     out = Path(output) if output is not None else default_output(cache)
@@ -264,7 +276,9 @@ def run_campaign(
         missing = sum(len(set(seeds) - st["seeds_done"].get((c.dataset, c.row), set())) for c in unit)
         key = [unit[0].dataset, [c.row for c in unit]]
         inflight = _read_json(inflight_path)
-        if inflight.get("unit") == key:
+        if on_gpu:
+            fuse_max = None  # as many models as the GPU's memory holds (fused.auto_group_size)
+        elif inflight.get("unit") == key:
             fuse_max = inflight.get("fuse_max")  # the same cut as before: its state file resumes
             log(f"resuming unit {unit[0].dataset}/{'+'.join(c.row for c in unit)} (groups of {fuse_max})")
         else:
@@ -276,8 +290,8 @@ def run_campaign(
             fuse_max = max(1, min(MAX_GROUP, missing, fit))
             atomic_write_json(inflight_path, {"unit": key, "fuse_max": fuse_max, "started": time.time()})
         log(f"unit {unit[0].dataset}/{'+'.join(c.row for c in unit)}: {missing} seed(s) to run in groups of "
-            f"{fuse_max}, ~{math.ceil(missing * per_seed / 60)} CPU-min estimated; budget left "
-            f"{remaining / 60:.0f} min")
+            f"{fuse_max or 'GPU-memory size'}, ~{math.ceil(missing * per_seed / 60)} CPU-min estimated; budget "
+            f"left {remaining / 60:.0f} min")
         config = unit_config(unit, ledger=ledger_path, output=out, device=device, fuse_max=fuse_max,
                              epochs=epochs, seeds=seeds, data_root=data_root, cache=cache,
                              reference_dir=reference_dir)
@@ -304,3 +318,58 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+
+
+def make_pack(folder: str | Path, *, ledger: str | Path, plan: str | Path = PLAN_PATH, device: str = "cuda",
+              max_mib: float = 56.0, data_root: str | None = None, cache: str | None = None,
+              reference_dir: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """What a GPU machine without RDKit needs for the next unfinished cells: their tasks as packs
+    (``<folder>/tasks``) and the published checkpoints of their rows (``<folder>/checkpoints``), in
+    plan order until ``max_mib`` would be passed (what travels to the GPU is capped at 64 MiB)."""
+    import shutil
+
+    from gnnpretrain.train.taskpack import pack_name, pack_task
+    from gnnpretrain.train.tasks import get_task
+
+    folder = Path(folder)
+    (folder / "tasks").mkdir(parents=True, exist_ok=True)
+    (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+    todo = status(load_plan(plan), Ledger(ledger).read(), device)["todo"]
+    budget = int(max_mib * (1 << 20))
+    used = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    packed: list[str] = []
+    ref_dir = unit_config(todo[:1] or [Cell(0, 0, "bace", "none", "any")], ledger=ledger, output=folder,
+                          reference_dir=reference_dir).ref_dir
+    for cell in todo:
+        need: list[tuple[Path, Path]] = []
+        target = folder / "tasks" / pack_name(cell.dataset)
+        if cell.row.startswith("ref:"):
+            src = ref_dir / f"{cell.row.split(':', 1)[1]}.pth"
+            if not (folder / "checkpoints" / src.name).is_file():
+                need.append((src, folder / "checkpoints" / src.name))
+        size = sum(src.stat().st_size for src, _ in need)
+        if not target.is_file():
+            size += pack_task(get_task("chem", cell.dataset, data_root=data_root, cache=cache), target)
+        if used + size > budget:
+            if target.is_file() and cell.dataset not in packed:
+                target.unlink()
+            log(f"pack full at {used / (1 << 20):.1f} MiB: {cell.dataset}/{cell.row} and later cells stay here")
+            break
+        for src, dst in need:
+            shutil.copy2(src, dst)
+        used += size
+        if cell.dataset not in packed:
+            packed.append(cell.dataset)
+    log(f"packed {', '.join(packed) or 'nothing'} ({used / (1 << 20):.1f} MiB) into {folder}")
+    return {"datasets": packed, "bytes": used}
+
+
+def merge_ledgers(sources: Sequence[str | Path], ledger: str | Path) -> int:
+    """Append the lines of other machines' ledgers (a GPU run's) to ``ledger`` under the ledger's
+    rules (:class:`~gnnpretrain.train.compare.ledger.Ledger`: one protocol, one encoder per row,
+    a cell computed twice with another configuration refused); returns the lines added."""
+    book = Ledger(ledger)
+    added = 0
+    for src in sources:
+        added += book.append(Ledger(src).read())
+    return added
