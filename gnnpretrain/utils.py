@@ -138,9 +138,14 @@ def run_cli(main, *args: Any) -> None:
 
     Ctrl-C ends with one line saying what was saved and how to continue (the note registered by the
     work in progress, :func:`gnnpretrain.runtime.interrupt_note`) and exit code 130.
+
+    The library's own ``UserWarning`` s (a damaged cache rebuilt, repeated ledger lines counted once)
+    are printed as one line ``warning: …`` each, like errors, instead of Python's two-line form with
+    the source line; other warning categories, and everything with ``GNNPRETRAIN_DEBUG=1``, keep it.
     """
     import signal
     import sys
+    import warnings
 
     from gnnpretrain.errors import UserError
     from gnnpretrain.runtime import interrupted_message
@@ -149,6 +154,15 @@ def run_cli(main, *args: Any) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # scripts may have set a start-up handler
     except ValueError:  # not the main thread
         pass
+    previous = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 (warnings' signature)
+        if issubclass(category, UserWarning) and not os.environ.get("GNNPRETRAIN_DEBUG"):
+            print(f"warning: {message}", file=file or sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = one_line
     try:
         main(*args)
     except KeyboardInterrupt:
@@ -163,6 +177,8 @@ def run_cli(main, *args: Any) -> None:
             raise
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        warnings.showwarning = previous
 
 
 def _close_progress_bars() -> None:
