@@ -202,7 +202,8 @@ def _check_files(args, cls, output: Path) -> None:
             "--overwrite to start it again, or choose another --output directory"
         )
     if args.resume and ckpt.exists():
-        from gnnpretrain.train.pretrain import check_resume_config_early, read_resume_checkpoint
+        from gnnpretrain.train.pretrain import check_resume_config_early
+        from gnnpretrain.train.resume import read_resume_checkpoint
 
         read_resume_checkpoint(ckpt, trust_pickle=args.trust_pickle)  # safe, whole, finite: else one line
 

@@ -38,7 +38,7 @@ import torch
 import torch.distributed as dist
 
 from gnnpretrain.errors import OutputExistsError, UserError
-from gnnpretrain.safeload import load_torch
+from gnnpretrain.train.resume import read_resume_checkpoint, read_run_config
 from gnnpretrain.utils import atomic_save_safetensors, atomic_torch_save, atomic_write_json, atomic_write_text, resolve_device, runtime_info
 
 __all__ = ["pretrain", "ConfigMismatchError", "CHECKPOINT_NAME", "MODEL_NAME", "CONFIG_NAME", "METRICS_NAME", "epoch_seed"]
@@ -140,69 +140,9 @@ def check_resume_config_early(out_dir: str | Path, partial: dict) -> None:
     :func:`pretrain`). No-op when there is no saved config."""
     if not (Path(out_dir) / CONFIG_NAME).is_file():
         return
-    saved = read_run_config(out_dir)
+    saved = read_run_config(Path(out_dir) / CONFIG_NAME)
     partial = json.loads(json.dumps(partial, default=str))
     _check_resume_config(_subset(saved, partial), partial, Path(out_dir))
-
-
-_RESUME_KEYS = ("strategy", "optimizer", "epoch", "rng")
-
-
-def read_resume_checkpoint(path: str | Path, map_location: Any = "cpu", trust_pickle: bool = False) -> dict:
-    """``checkpoint.pth`` of a run, read safely and checked to be whole before anything uses it.
-
-    Why: a file that loads but is not a resume checkpoint (an encoder ``model.pth`` copied over it, a
-    hand-edited or half-restored file) would otherwise end in a ``KeyError`` traceback in the middle
-    of resuming. Missing entries, a non-integer epoch or NaN weights are one
-    :class:`~gnnpretrain.errors.CorruptFileError` line naming the file and the way out (``--overwrite``).
-    """
-    from gnnpretrain.errors import CorruptFileError
-    from gnnpretrain.nn.checkpoint import check_encoder_tensors, convert_reference_state_dict
-
-    path = Path(path)
-    fix = "restore it from a copy, or start the run again with --overwrite"
-    try:
-        ckpt = load_torch(path, map_location=map_location, trust_pickle=trust_pickle, what="pre-training checkpoint")
-    except CorruptFileError as err:  # this run's own file: nothing to download, but --overwrite recreates it
-        raise CorruptFileError(f"{err} (to resume: {fix})") from None
-    if not isinstance(ckpt, dict) or any(k not in ckpt for k in _RESUME_KEYS):
-        found = sorted(map(str, ckpt))[:6] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CorruptFileError(
-            f"{path} is not a whole pre-training checkpoint (needs {', '.join(_RESUME_KEYS)}; found {found}); {fix}"
-        )
-    if not isinstance(ckpt["strategy"], dict) or not isinstance(ckpt["optimizer"], dict) or not isinstance(
-            ckpt["epoch"], int) or isinstance(ckpt["epoch"], bool) or ckpt["epoch"] < 0:
-        raise CorruptFileError(f"{path} is a damaged pre-training checkpoint (its strategy, optimizer or epoch "
-                               f"entry has the wrong type); {fix}")
-    try:
-        encoder = convert_reference_state_dict(ckpt["strategy"])
-    except ValueError:
-        encoder = None
-    if encoder is not None:
-        try:
-            check_encoder_tensors(encoder, str(path))
-        except CorruptFileError as err:
-            raise CorruptFileError(f"{str(err).rsplit('; ', 1)[0]}; {fix}") from None
-    return ckpt
-
-
-def read_run_config(out_dir: str | Path) -> dict:
-    """The run's saved ``config.json`` (``{}`` if absent); a damaged one is one line, since resuming needs it."""
-    from gnnpretrain.errors import CorruptFileError
-
-    path = Path(out_dir) / CONFIG_NAME
-    if not path.is_file():
-        return {}
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CorruptFileError(
-            f"{path} is damaged ({str(exc).splitlines()[0][:100]}); resuming compares against it: restore it from a "
-            "copy, or start the run again with --overwrite"
-        ) from None
-    if not isinstance(saved, dict):
-        raise CorruptFileError(f"{path} does not hold a run configuration (a JSON object); restore it or use --overwrite")
-    return saved
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -342,7 +282,7 @@ def _pretrain(
     optimizer = torch.optim.Adam(strategy.parameters(), lr=lr, weight_decay=weight_decay)
     start_epoch = 1
     if resume and ckpt_path.exists():
-        saved_cfg = read_run_config(out_dir)
+        saved_cfg = read_run_config(out_dir / CONFIG_NAME)
         _check_resume_config(saved_cfg, full_config, out_dir)
         ckpt = read_resume_checkpoint(ckpt_path, map_location=device, trust_pickle=trust_pickle)
         try:
