@@ -5,7 +5,9 @@ featurizer, read from the encoder's input kind), runs the encoder in eval mode (
 running statistics) and pools the node embeddings of each molecule: ``"mean"`` (the default, the same
 pooling as fine-tuning's ``GNNGraphPred``), ``"sum"`` or ``"max"``. The output keeps one row per input;
 rows of SMILES that RDKit cannot parse (or the featurizer cannot encode) are NaN and listed in ``failed``,
-so results stay aligned with the caller's table.
+so results stay aligned with the caller's table. As in scikit-learn, no input at all, or no input that
+could be featurized, is an error (:class:`~gnnpretrain.errors.EmptyInputError`, with ``.failed``) rather
+than an empty or all-NaN result that a pipeline would carry on with.
 
 :class:`MoleculeEmbedder` wraps the same call for ``sklearn.pipeline.Pipeline``; by default it raises on
 an unparseable SMILES (a classifier downstream cannot use a NaN row), ``on_error="nan"`` keeps NaN rows.
@@ -18,6 +20,8 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import torch
+
+from gnnpretrain.errors import EmptyInputError
 
 __all__ = ["Embeddings", "embed", "resolve_encoder", "MoleculeEmbedder", "POOLINGS"]
 
@@ -107,6 +111,8 @@ def embed(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pool = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}[pooling]
     items = _as_smiles_list(smiles)
+    if not items:
+        raise EmptyInputError("no SMILES to embed: found 0 samples while a minimum of 1 is required")
     encoder = resolve_encoder(model, cache=cache)
     feat = _featurizer_of(encoder, featurizer)
     device = resolve_device(device)
@@ -140,7 +146,14 @@ def embed(
     finally:
         encoder.train(was_training)
         encoder.to(original_device)
+    if len(failed) == len(items):
+        raise EmptyInputError(f"none of the {len(items)} SMILES could be featurized ({_shown(items, failed)}); check "
+                              "that the column holds SMILES", failed=failed)
     return Embeddings(out, failed)
+
+
+def _shown(items: Sequence[str], failed: Sequence[int]) -> str:
+    return ", ".join(f"{i}: {items[i]!r}" for i in failed[:5]) + (", ..." if len(failed) > 5 else "")
 
 
 def _sklearn_bases() -> tuple[type, ...]:
@@ -173,6 +186,8 @@ class MoleculeEmbedder(*_sklearn_bases()):
     def fit(self, X: Any = None, y: Any = None) -> "MoleculeEmbedder":
         if self.on_error not in ("raise", "nan"):
             raise ValueError(f"on_error must be 'raise' or 'nan', got {self.on_error!r}")
+        if X is not None and len(_as_smiles_list(X)) == 0:
+            raise EmptyInputError("MoleculeEmbedder.fit(): found 0 samples while a minimum of 1 is required")
         self.encoder_ = resolve_encoder(self.model)
         self.n_features_out_ = int(self.encoder_.out_dim)
         return self
@@ -186,10 +201,9 @@ class MoleculeEmbedder(*_sklearn_bases()):
         result = embed(smiles, self.encoder_, pooling=self.pooling, batch_size=self.batch_size,
                        device=self.device, featurizer=self.featurizer)
         if result.failed and self.on_error == "raise":
-            shown = ", ".join(f"{i}: {smiles[i]!r}" for i in result.failed[:5])
             raise ValueError(
-                f"{len(result.failed)} of {len(smiles)} SMILES could not be featurized ({shown}"
-                f"{', ...' if len(result.failed) > 5 else ''}); clean them first or use on_error='nan'"
+                f"{len(result.failed)} of {len(smiles)} SMILES could not be featurized ({_shown(smiles, result.failed)}); "
+                "clean them first or use on_error='nan'"
             )
         return result.array
 

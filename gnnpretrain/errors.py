@@ -19,6 +19,7 @@ __all__ = [
     "OutputInUseError",
     "OutputNotWritableError",
     "OutputExistsError",
+    "EmptyInputError",
 ]
 
 
@@ -48,3 +49,12 @@ class OutputNotWritableError(UserError, OSError):
 
 class OutputExistsError(UserError, FileExistsError):
     """An output already holds results and neither resume nor overwrite was asked for."""
+
+
+class EmptyInputError(UserError, ValueError):
+    """No samples to work on: an empty input, or one where every sample failed (scikit-learn's rule:
+    zero samples is an error, never an empty result). ``failed`` holds the indices that failed, if any."""
+
+    def __init__(self, message: str, failed: "list[int] | None" = None) -> None:
+        super().__init__(message)
+        self.failed = list(failed or [])

@@ -42,6 +42,7 @@ from typing import Any, Mapping
 
 import torch
 
+from gnnpretrain.errors import CorruptFileError, UserError
 from gnnpretrain.paths import CHECKPOINTS_ENV, cache_dir, checkpoints_root
 
 __all__ = [
@@ -323,10 +324,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     raw: Mapping[str, Any] | None = None
     source = None
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
+        from gnnpretrain.nn.checkpoint import read_safetensors_metadata
 
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
+        meta = read_safetensors_metadata(path)  # a garbage header: one CorruptFileError line, as for the tensors
         parsed: dict[str, Any] = {}
         for key, value in meta.items():
             try:
@@ -367,13 +367,17 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ loading
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors of an encoder file, never unpickling anything but weights (``weights_only=True``)."""
-    from gnnpretrain.nn.checkpoint import _read_checkpoint_file
+    """Tensors of an encoder file, never unpickling anything but weights (``weights_only=True``).
+
+    Damaged files of every accepted format (``.pth`` / ``.pt`` / ``.safetensors``: truncated, empty, a
+    garbage header, integer or NaN weights) are one :class:`~gnnpretrain.errors.CorruptFileError` line.
+    """
+    from gnnpretrain.nn.checkpoint import check_weights_file
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"encoder file not found: {path}")
-    obj = _read_checkpoint_file(path, trust_hint=(
+    obj = check_weights_file(path, what="encoder file", trust_hint=(
         "The hub loads weights only and refuses to unpickle it: load the encoder state dict (model.pth or "
         "model.safetensors) instead of checkpoint.pth."))
     # our .safetensors files come back with their run config; the hub reads that metadata separately
@@ -382,10 +386,10 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def _architecture_from_weights(sd: Any, path: Path | None) -> dict[str, Any]:
     from gnnpretrain.nn import describe_state_dict
-    from gnnpretrain.nn.checkpoint import _name_hint
+    from gnnpretrain.nn.checkpoint import name_hint
 
     spec = describe_state_dict(sd)
-    hint = _name_hint(path)
+    hint = name_hint(path)
     gnn_type = hint if hint in spec["gnn_types"] else spec["gnn_types"][0]
     return {"num_layer": spec["num_layer"], "emb_dim": spec["emb_dim"], "JK": "last", "drop_ratio": 0.0,
             "gnn_type": gnn_type, "input": spec["input"]}
@@ -393,12 +397,14 @@ def _architecture_from_weights(sd: Any, path: Path | None) -> dict[str, Any]:
 
 def architecture_of(path: str | os.PathLike) -> dict[str, Any]:
     """``GNN`` keyword arguments of a local encoder file (metadata, else weights + file name); ``{}`` when the
-    file cannot be read safely (the caller then keeps its defaults and loading reports the real problem)."""
+    file cannot be read safely or is damaged (the caller then keeps its defaults, and loading the file
+    reports the real problem as one line: :class:`~gnnpretrain.errors.UnsafeFileError` with the opt-in,
+    or :class:`~gnnpretrain.errors.CorruptFileError`). Never raises the safetensors library's own errors."""
     path = Path(path)
-    meta = read_metadata(path)
-    if meta.get("encoder"):
-        return dict(meta["encoder"])
     try:
+        meta = read_metadata(path)
+        if meta.get("encoder"):
+            return dict(meta["encoder"])
         return _architecture_from_weights(load_state_dict(path), path)
     except (ValueError, KeyError, RuntimeError, OSError):
         return {}
@@ -411,6 +417,8 @@ def _build(arch: Mapping[str, Any], sd: Any, source: str) -> torch.nn.Module:
     gnn = GNN(**{k: arch[k] for k in keys if k in arch})
     try:
         load_encoder_state(gnn, sd)
+    except UserError:  # damaged weights: the message already names the file and the fix
+        raise
     except ValueError as err:
         raise ValueError(f"{source}: {err}") from None
     return gnn.eval()
@@ -432,7 +440,11 @@ def load(
     if key in REGISTRY:
         entry = REGISTRY[key]
         path = resolve(key, cache=cache, checkpoints=checkpoints, download=download, progress=progress)
-        gnn = _build(entry.architecture, load_state_dict(path), f"{entry.name} ({path})")
+        try:
+            sd = load_state_dict(path)
+        except CorruptFileError as err:  # e.g. a cached download cut short, for a file with no recorded hash
+            raise CorruptFileError(f"{err} (delete {path}: hub.load({entry.name!r}) then downloads it again)") from None
+        gnn = _build(entry.architecture, sd, f"{entry.name} ({path})")
         gnn.hub_info = {"name": entry.name, "domain": entry.domain, "strategy": entry.strategy,
                         "featurizer": None if entry.domain == "bio" else entry.featurizer, "path": str(path),
                         "url": entry.url}

@@ -155,8 +155,8 @@ def _check_looks_like_torch(path: Path) -> None:
         return
     if head[:1] != b"\x80":  # every pickle of protocol >= 2 starts with PROTO
         raise CorruptFileError(
-            f"{path} is not a torch file (it starts with {head!r}, not a zip archive or pickle); pass the "
-            "path of a file written by torch.save"
+            f"{path} is not a torch file (it starts with {head!r}, not a zip archive or pickle): a damaged file or "
+            "another format; recreate or re-download it, or pass the path of a file written by torch.save"
         )
 
 

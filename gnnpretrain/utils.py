@@ -7,7 +7,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -19,10 +19,18 @@ def _atomic_replace(path: Path, write) -> None:
     (:func:`gnnpretrain.outputs.remove_stale_tmp`)."""
     from gnnpretrain.outputs import remove_stale_tmp
 
+    from gnnpretrain.errors import OutputNotWritableError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_tmp(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    except OSError as exc:  # name the file the caller asked for, not our temporary sibling
+        reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            reason = "a file is in the way of the folder path"
+        raise OutputNotWritableError(f"{path} cannot be written ({reason} in {path.parent}); choose another location") from None
     try:
         # mkstemp creates 0600 files; give results the permissions a plain open() would
         umask = os.umask(0)
@@ -37,6 +45,11 @@ def _atomic_replace(path: Path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], Any]) -> None:
+    """Write ``path`` atomically through ``write(binary file handle)`` (``np.save``, ``DataFrame.to_parquet``)."""
+    _atomic_replace(Path(path), write)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
@@ -138,9 +151,14 @@ def run_cli(main, *args: Any) -> None:
 
     Ctrl-C ends with one line saying what was saved and how to continue (the note registered by the
     work in progress, :func:`gnnpretrain.runtime.interrupt_note`) and exit code 130.
+
+    The library's own ``UserWarning`` s (a damaged cache rebuilt, repeated ledger lines counted once)
+    are printed as one line ``warning: …`` each, like errors, instead of Python's two-line form with
+    the source line; other warning categories, and everything with ``GNNPRETRAIN_DEBUG=1``, keep it.
     """
     import signal
     import sys
+    import warnings
 
     from gnnpretrain.errors import UserError
     from gnnpretrain.runtime import interrupted_message
@@ -149,6 +167,15 @@ def run_cli(main, *args: Any) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # scripts may have set a start-up handler
     except ValueError:  # not the main thread
         pass
+    previous = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 (warnings' signature)
+        if issubclass(category, UserWarning) and not os.environ.get("GNNPRETRAIN_DEBUG"):
+            print(f"warning: {message}", file=file or sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = one_line
     try:
         main(*args)
     except KeyboardInterrupt:
@@ -163,6 +190,13 @@ def run_cli(main, *args: Any) -> None:
             raise
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as err:  # a path the user gave, not a bug
+        if os.environ.get("GNNPRETRAIN_DEBUG"):
+            raise
+        print(f"error: {err.filename or ''}: {err.strerror or err} (check the path and its permissions)", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        warnings.showwarning = previous
 
 
 def _close_progress_bars() -> None:

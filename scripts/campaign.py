@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rebuild the campaign section of chem/RESULTS.md (and chem/figures/campaign_gain.png) "
                         "from the ledger, and exit")
     p.add_argument("--merge", nargs="+", default=None, metavar="LEDGER",
-                   help="append these ledgers' lines (e.g. a GPU run's) to --ledger under the ledger's rules, and exit")
+                   help="merge these ledgers (e.g. a GPU run's) into --ledger under the ledger's rules (scripts/merge_ledgers.py), and exit")
     p.add_argument("--ledger", default=None, help="ledger to grow (default chem/results/architectures.csv)")
     p.add_argument("--plan", default=None, help="plan table (default chem/results/campaign.csv)")
     p.add_argument("--output", default=None, help="run folders (default $GNNPRETRAIN_CACHE/campaign/architectures)")
@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> dict:
                             REPO_ROOT / "chem" / "figures" / "campaign_gain.png", plan))
         return {}
     if args.merge:
-        added = campaign.merge_ledgers(args.merge, ledger)
+        from gnnpretrain.train.compare.ledger import merge_ledgers
+
+        added = merge_ledgers(args.merge, ledger)["added"]  # strict: a conflicting cell is refused, naming both lines
         st = campaign.status(campaign.load_plan(plan), Ledger(ledger).read(), args.device, seeds)
         print(f"merged {added} new line(s) into {ledger}")
         print(campaign.status_line(st))

@@ -7,6 +7,10 @@
 Writes one row per input row (``.npy``: float32 ``[n, d]``; ``.csv``/``.parquet``: the SMILES column plus
 ``emb0..emb{d-1}``). Rows whose SMILES cannot be featurized are NaN; their count is printed and they are
 listed (row, smiles) in ``<output stem>.failed.csv``. ``.parquet`` needs pyarrow.
+
+As in scikit-learn, an input with no rows, or one in which no SMILES can be featurized, is an error
+(exit code 2; for the latter the failure list is written and named) and no output is written. The
+output's folder is checked before the encoder is loaded; the output is written atomically.
 """
 
 from __future__ import annotations
@@ -58,30 +62,49 @@ def main(argv: list[str] | None = None) -> None:
 
     from gnnpretrain.chem.csvtable import read_molecule_table
     from gnnpretrain.embeddings import embed, resolve_encoder
-    from gnnpretrain.utils import atomic_write_text
-
+    from gnnpretrain.errors import EmptyInputError
+    from gnnpretrain.outputs import ensure_writable
     from gnnpretrain.runtime import apply_threads
+    from gnnpretrain.utils import atomic_write, atomic_write_text
 
     if args.device == "cpu" or args.threads is not None:
         apply_threads(args.threads)
+    # before the encoder is loaded: the folder the user named can be written (the error names it, not a temporary file)
+    ensure_writable(out.parent, what=f"--output {out}: its folder", option="--output")
     df, smiles_column = read_molecule_table(args.input, args.smiles_column)
-    encoder = resolve_encoder(args.model)
+    if len(df) == 0:
+        raise EmptyInputError(f"--input {args.input} has a header but no rows: found 0 molecules to embed, while a "
+                              "minimum of 1 is required")
     smiles = df[smiles_column].fillna("").tolist()
-    arr, failed = embed(smiles, encoder, pooling=args.pooling, batch_size=args.batch_size, device=args.device,
-                        progress=not args.no_progress)
+    failed_path = out.with_name(out.stem + ".failed.csv")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
+    def write_failed(failed: list[int]) -> None:
+        atomic_write_text(failed_path, pd.DataFrame({"row": failed, "smiles": [smiles[i] for i in failed]}).to_csv(index=False))
+
+    encoder = resolve_encoder(args.model)
+    try:
+        arr, failed = embed(smiles, encoder, pooling=args.pooling, batch_size=args.batch_size, device=args.device,
+                            progress=not args.no_progress)
+    except EmptyInputError as err:
+        if not err.failed:
+            raise
+        write_failed(err.failed)
+        raise EmptyInputError(
+            f"none of the {len(smiles)} SMILES in column {smiles_column!r} of {args.input} could be featurized, so "
+            f"nothing was written to {out}; they are listed in {failed_path} (check --smiles-column)",
+            failed=err.failed) from None
+
     if out.suffix == ".npy":
-        np.save(tmp, arr)
+        atomic_write(out, lambda fh: np.save(fh, arr))
     else:
         table = pd.concat([df[[smiles_column]].reset_index(drop=True),
                            pd.DataFrame(arr, columns=[f"emb{i}" for i in range(arr.shape[1])])], axis=1)
-        table.to_csv(tmp, index=False) if out.suffix == ".csv" else table.to_parquet(tmp, index=False)
-    tmp.replace(out)
-    failed_path = out.with_name(out.stem + ".failed.csv")
+        if out.suffix == ".csv":
+            atomic_write_text(out, table.to_csv(index=False))
+        else:
+            atomic_write(out, lambda fh: table.to_parquet(fh, index=False))
     if failed:
-        atomic_write_text(failed_path, pd.DataFrame({"row": failed, "smiles": [smiles[i] for i in failed]}).to_csv(index=False))
+        write_failed(failed)
     elif failed_path.exists():
         failed_path.unlink()  # a stale list from an earlier run would mislead
     print(f"embedded {len(smiles) - len(failed)} of {len(smiles)} molecules -> {out} {tuple(arr.shape)}")

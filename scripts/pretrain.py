@@ -188,8 +188,8 @@ def _check_files(args, cls, output: Path) -> None:
     the output folder (writable, not holding a run unless --resume/--overwrite) and the checkpoints
     that will be read (safe to load, not truncated)."""
     from gnnpretrain.errors import OutputExistsError
+    from gnnpretrain.nn.checkpoint import check_weights_file
     from gnnpretrain.outputs import ensure_writable
-    from gnnpretrain.safeload import load_torch
     from gnnpretrain.train.pretrain import CHECKPOINT_NAME
 
     ensure_writable(output, option="--output")
@@ -202,8 +202,10 @@ def _check_files(args, cls, output: Path) -> None:
             "--overwrite to start it again, or choose another --output directory"
         )
     if args.resume and ckpt.exists():
-        load_torch(ckpt, trust_pickle=args.trust_pickle, what="pre-training checkpoint")
         from gnnpretrain.train.pretrain import check_resume_config_early
+        from gnnpretrain.train.resume import read_resume_checkpoint
+
+        read_resume_checkpoint(ckpt, trust_pickle=args.trust_pickle)  # safe, whole, finite: else one line
 
         check_resume_config_early(output, {
             "strategy": args.strategy, "domain": args.domain,
@@ -214,9 +216,8 @@ def _check_files(args, cls, output: Path) -> None:
             "data": {"dataset": args.dataset or cls.default_dataset, "max_molecules": args.max_molecules,
                      "smiles_column": args.smiles_column, "featurizer": args.featurizer},
         })
-    if args.input_model_file:
-        if Path(args.input_model_file).suffix != ".safetensors":
-            load_torch(args.input_model_file, trust_pickle=args.trust_pickle, what="--input-model-file checkpoint")
+    if args.input_model_file:  # every accepted format (.pth / .pt / .safetensors): unsafe or damaged is one line now
+        check_weights_file(args.input_model_file, trust_pickle=args.trust_pickle, what="--input-model-file checkpoint")
 
 
 def _run(args, cls, strategy_opts: dict, device: torch.device, rank: int, world_size: int):

@@ -19,6 +19,16 @@ the same fine-tuning loop, seed files, resume and summaries as the MoleculeNet b
 
 Molecules RDKit cannot parse, and rows with no target value at all, are dropped and counted in
 ``task.info`` (``num_skipped``, ``skipped_rows``: 0-based data rows of the file).
+
+Targets that cannot be learned are refused before any featurizing or training, one line naming the
+file and the column: non-numeric or infinite cells, magnitudes beyond what float32 training can
+square (:data:`~gnnpretrain.train.objectives.MAX_TARGET_MAGNITUDE`, e.g. 1e300), and on the training
+split a constant regression column, one with fewer than three distinct values, or a classification
+column with a single class (:func:`gnnpretrain.train.tasks.check_task_targets` with every column checked,
+since the user chose each one).
+
+This family registers itself with the task registry (:func:`gnnpretrain.train.tasks.register_task_family`)
+when imported; :mod:`gnnpretrain.chem.tasks` imports it with the chem domain.
 """
 
 from __future__ import annotations
@@ -33,6 +43,8 @@ import pandas as pd
 import torch
 
 from gnnpretrain.paths import data_root as _data_root
+from gnnpretrain.train.objectives import MAX_TARGET_MAGNITUDE, UnlearnableTargetError
+from gnnpretrain.train.tasks import Task, check_task_targets, register_task_family
 
 __all__ = [
     "MOLECULEACE_PREFIX",
@@ -107,6 +119,16 @@ def _numeric_targets(df: pd.DataFrame, columns: Sequence[str], path: Path) -> np
         )
     if np.isinf(out).any():
         raise ValueError(f"{path}: target columns hold infinite values; replace them with numbers or leave the cells empty")
+    with np.errstate(invalid="ignore"):
+        peak = np.nanmax(np.abs(out), axis=0, initial=0.0)
+    big = [(c, p) for c, p in zip(columns, peak) if p > MAX_TARGET_MAGNITUDE]
+    if big:
+        col, p = big[0]
+        raise UnlearnableTargetError(
+            f"{path}: target column {col!r} holds magnitudes up to {p:.3g}, beyond ±{MAX_TARGET_MAGNITUDE:.2g} (float32 "
+            "training squares errors, which overflow there); rescale the column (e.g. take log10 of it) before "
+            "fine-tuning" + (f" (and {len(big) - 1} more column(s))" if len(big) > 1 else "")
+        )
     return out
 
 
@@ -185,17 +207,18 @@ def _split(method: str, smiles: list[str], split_values: Sequence[Any] | None, s
 
 # ------------------------------------------------------------------------------------------- tasks
 def _make_task(name: str, graphs: list, smiles: list[str], split_idx, *, task_type: str, target_columns: Sequence[str],
-               featurizer: str, split: str, info: dict[str, Any], test_subsets: dict[str, Any] | None = None):
-    from gnnpretrain.train.tasks import Task
-
+               featurizer: str, split: str, info: dict[str, Any], test_subsets: dict[str, Any] | None = None) -> Task:
+    """The :class:`Task`, its targets checked on its split (every column: the user chose each)."""
     train_idx, valid_idx, test_idx = split_idx
-    return Task(
+    task = Task(
         domain="chem", name=name, dataset=graphs, train_idx=train_idx, valid_idx=valid_idx, test_idx=test_idx,
         num_tasks=len(target_columns), model_kwargs={"input": _model_input(featurizer), "center_pool": False},
         metric="roc_auc" if task_type == "classification" else "rmse", split=split, task_type=task_type,
         test_subsets=test_subsets or {},
         info={"num_graphs": len(graphs), "featurizer": featurizer, "task_names": list(target_columns), **info},
     )
+    check_task_targets(task, every_column=True)
+    return task
 
 
 def load_csv_task(
@@ -255,7 +278,11 @@ def load_moleculeace_task(target: str, *, data_root: str | os.PathLike | None = 
     from gnnpretrain.chem.csvio import read_csv_checked
 
     df = read_csv_checked(path)
-    y = df[["y"]].to_numpy(dtype=np.float64)
+    missing = [c for c in ("smiles", "y", "split", "cliff_mol") if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: not a MoleculeACE file (no column {', '.join(map(repr, missing))}; it has "
+                         f"{', '.join(map(str, df.columns))})")
+    y = _numeric_targets(df, ["y"], path)
     graphs, kept, skipped = _featurize(df["smiles"].tolist(), y, featurizer)
     part = df["split"].iloc[kept].str.strip().str.lower().tolist()
     train = [k for k, p in enumerate(part) if p == "train"]
@@ -273,8 +300,8 @@ def load_moleculeace_task(target: str, *, data_root: str | os.PathLike | None = 
 
 
 def load_task(name: str, *, data_root=None, cache=None, split: str = "scaffold", featurizer: str = "reference",
-              split_seed: int = 0, smiles_column: str | None = None, target_columns=None, task_type: str | None = None):
-    """The chem task loader's entry for custom datasets (called by :func:`gnnpretrain.train.tasks.get_task`)."""
+              split_seed: int = 0, smiles_column: str | None = None, target_columns=None, task_type: str | None = None) -> Task:
+    """The loader of this family (registered below; called by :func:`gnnpretrain.train.tasks.get_task`)."""
     if name.startswith(MOLECULEACE_PREFIX):
         if smiles_column or target_columns or (task_type and task_type != "regression"):
             raise ValueError("moleculeace:NAME is a fixed regression benchmark; drop --smiles-column/--target-columns/--task")
@@ -285,3 +312,5 @@ def load_task(name: str, *, data_root=None, cache=None, split: str = "scaffold",
     return load_csv_task(name, smiles_column=smiles_column, target_columns=target_columns, task_type=task_type,
                          split=split, split_seed=split_seed, featurizer=featurizer)
 
+
+register_task_family("chem", "csv", is_custom_dataset, load_task, describe="a CSV file path, or moleculeace:NAME")

@@ -47,10 +47,59 @@ _PREFIX_RE = re.compile(r"^(.*?)gnns\.\d+\.")
 # ---------------------------------------------------------------------------------------------
 # reading and unwrapping
 # ---------------------------------------------------------------------------------------------
-def _read_checkpoint_file(path: Path, trust_pickle: bool = False, trust_hint: str | None = None) -> Any:
-    """Read an encoder file safely: ``.safetensors``, or a torch file through
-    :func:`gnnpretrain.safeload.load_torch` (``weights_only=True``; a file that needs full unpickling
-    is refused unless ``trust_pickle``, a truncated or non-torch file is a one-line error)."""
+DAMAGED_ADVICE = "recreate or re-download it"
+
+
+def _damaged(path: Path, kind: str, reason: str) -> CorruptFileError:
+    """The one-line error every loader gives for a file it cannot read: file, format, why, what to do."""
+    reason = (reason.splitlines() or [""])[0][:160]
+    return CorruptFileError(f"{path} is a truncated or damaged {kind} ({reason}); {DAMAGED_ADVICE}")
+
+
+def _safetensors_error(path: Path, exc: BaseException) -> CorruptFileError:
+    """A safetensors reader failure as one line; says so when the file is really a torch file."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+        size = path.stat().st_size
+    except OSError:
+        head, size = b"", -1
+    if size == 0:
+        return CorruptFileError(f"{path} is empty (0 bytes): an interrupted write or copy; {DAMAGED_ADVICE}")
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        return CorruptFileError(
+            f"{path} is a torch file (zip archive or pickle), not safetensors; rename it to .pth to load it as one"
+        )
+    return _damaged(path, "safetensors file", str(exc) or type(exc).__name__)
+
+
+def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a ``.safetensors`` file's header (``{}`` if none).
+
+    Why a function of its own: the hub reads metadata before (or without) the tensors, and a garbage
+    header must end in the same one-line :class:`~gnnpretrain.errors.CorruptFileError` as a damaged
+    tensor section, not in the safetensors library's own exception type.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own (Rust) error types
+        raise _safetensors_error(path, exc) from None
+
+
+def read_checkpoint_file(path: Path, trust_pickle: bool = False, trust_hint: str | None = None) -> Any:
+    """Read an encoder file safely: ``.safetensors``, or a torch file (``.pth`` / ``.pt`` / any other
+    name) through :func:`gnnpretrain.safeload.load_torch` (``weights_only=True``; a file that needs full
+    unpickling is refused unless ``trust_pickle``). A truncated, empty, garbage-headed or otherwise
+    unreadable file of either format is one :class:`~gnnpretrain.errors.CorruptFileError` line.
+
+    Public because every loader (fine-tuning, pre-training, the hub, embeddings) reads encoder files
+    through it, so that they all accept the same formats and fail the same way.
+    """
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"encoder checkpoint not found: {path}; pass the path of a model.pth written by pre-training "
@@ -59,22 +108,84 @@ def _read_checkpoint_file(path: Path, trust_pickle: bool = False, trust_hint: st
     if path.suffix == ".safetensors":
         import json
 
-        from safetensors import safe_open
         from safetensors.torch import load_file
 
         try:
             sd = load_file(str(path), device="cpu")
-            with safe_open(str(path), framework="pt") as fh:
-                meta = fh.metadata() or {}
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
-            raise CorruptFileError(f"{path} is not a readable safetensors file ({exc}); recreate or re-download it") from None
+            raise _safetensors_error(path, exc) from None
+        meta = read_safetensors_metadata(path)
         try:  # our files carry the run config (encoder architecture) as JSON metadata
             config = json.loads(meta["config"]) if "config" in meta else None
         except ValueError:
             config = None
         return {"state_dict": sd, "config": config} if isinstance(config, dict) else sd
     hint = {"trust_hint": trust_hint} if trust_hint else {}
-    return load_torch(path, trust_pickle=trust_pickle, what="checkpoint", **hint)
+    try:
+        return load_torch(path, trust_pickle=trust_pickle, what="checkpoint", **hint)
+    except CorruptFileError:
+        if _looks_like_safetensors(path):
+            raise CorruptFileError(
+                f"{path} is a safetensors file, not a torch file; rename it to .safetensors to load it as one"
+            ) from None
+        raise
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """An 8-byte little-endian header length that fits the file, then a JSON object (``{``)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+        size = path.stat().st_size
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8
+
+
+def check_encoder_tensors(sd: Mapping[str, Tensor], source: str) -> None:
+    """Refuse weights no training run can have written: integer or boolean tensors where an encoder
+    has floating-point weights, and NaN / infinite values.
+
+    Why: ``load_state_dict`` casts integer tensors into float parameters without a word, and NaN weights
+    load fine and only surface epochs later as a NaN loss with advice about the learning rate. Both
+    mean a damaged file (or a diverged run), so both are the loaders' one-line damaged-file error.
+    ``sd`` is an encoder state dict (:func:`convert_reference_state_dict`); BatchNorm
+    ``num_batches_tracked`` counters are integers by design and skipped.
+    """
+    not_float = [k for k, v in sd.items() if not k.endswith("num_batches_tracked") and not v.is_floating_point()]
+    if not_float:
+        k = not_float[0]
+        raise CorruptFileError(
+            f"{source}: {len(not_float)} weight tensor(s) are not floating point (e.g. {k} is {sd[k].dtype}), so "
+            f"this is not an encoder's weights or the file is damaged; {DAMAGED_ADVICE}"
+        )
+    bad = [k for k, v in sd.items() if v.is_floating_point() and v.numel() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CorruptFileError(
+            f"{source}: {len(bad)} weight tensor(s) hold NaN or infinite values (e.g. {bad[0]}): the file is damaged "
+            f"or the run that wrote it diverged; {DAMAGED_ADVICE} (or use an earlier checkpoint)"
+        )
+
+
+def check_weights_file(path: str | Path, trust_pickle: bool = False, what: str = "checkpoint",
+                       trust_hint: str | None = None) -> Any:
+    """Read an encoder file the way loading will and refuse it now if it is damaged, unsafe or holds
+    impossible weights (:func:`check_encoder_tensors`); returns what was read.
+
+    Scripts call it before any featurizing or training, so a bad ``--input-model-file`` (any format) is
+    one line in the first second rather than after the data is built. A file that is readable but not
+    an encoder checkpoint passes here; loading it into the model then names what it holds.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    obj = read_checkpoint_file(path, trust_pickle=trust_pickle, trust_hint=trust_hint)
+    try:
+        sd = convert_reference_state_dict(obj)
+    except ValueError:
+        return obj
+    check_encoder_tensors(sd, str(path))
+    return obj
 
 
 def _is_tensor_dict(obj: Any) -> bool:
@@ -197,8 +308,10 @@ def describe_state_dict(state_dict: Any) -> dict[str, Any]:
     }
 
 
-def _name_hint(path: Path | None) -> str | None:
-    """The one GNN type a file name mentions as a separate word, if exactly one."""
+def name_hint(path: Path | None) -> str | None:
+    """The one GNN type a file name mentions as a separate word, if exactly one (``graphsage_x.pth``).
+
+    Public because the hub settles GCN vs GraphSAGE (identical parameter layouts) the same way."""
     if path is None:
         return None
     words = set(re.split(r"[^a-z0-9]+", path.stem.lower()))
@@ -242,11 +355,11 @@ def load_encoder_state(
     obj = state_dict_or_path
     if isinstance(state_dict_or_path, (str, Path)):
         path = Path(state_dict_or_path)
-        obj = _read_checkpoint_file(path, trust_pickle=trust_pickle)
+        obj = read_checkpoint_file(path, trust_pickle=trust_pickle)
     source = str(path) if path is not None else "the given state dict"
 
     spec = describe_state_dict(obj)
-    hint = _name_hint(path)
+    hint = name_hint(path)
     if len(spec["gnn_types"]) > 1 and hint in spec["gnn_types"]:
         spec["gnn_types"] = (hint,)
         spec["gnn_type"] = hint
@@ -268,6 +381,7 @@ def load_encoder_state(
         )
 
     sd = convert_reference_state_dict(obj)
+    check_encoder_tensors(sd, f"checkpoint {source}")
     try:
         result = gnn.load_state_dict(sd, strict=strict)
     except RuntimeError as err:  # same architecture by the checks above, but keys still differ

@@ -14,7 +14,6 @@ through :func:`gnnpretrain.train.run.records.make_record`, chosen here.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import torch
 
@@ -41,10 +40,11 @@ def run_finetune(config: FinetuneConfig) -> dict:
     # before any data loading or training: the output can be written and is ours alone (lock), and
     # the checkpoint is safe to read and whole — each failure is one line (gnnpretrain.errors)
     with output_lock(output_dir(config), what="fine-tuning output folder"):
-        if config.input_model_file and Path(config.input_model_file).suffix != ".safetensors":
-            from gnnpretrain.safeload import load_torch
+        if config.input_model_file:  # every format (.pth/.pt/.safetensors): unsafe or damaged is one line
+            from gnnpretrain.nn.checkpoint import check_weights_file
 
-            load_torch(config.input_model_file, trust_pickle=config.trust_pickle, what="--input-model-file checkpoint")
+            check_weights_file(config.input_model_file, trust_pickle=config.trust_pickle,
+                               what="--input-model-file checkpoint")
         return _run_finetune_locked(config)
 
 

@@ -38,7 +38,7 @@ import torch
 import torch.distributed as dist
 
 from gnnpretrain.errors import OutputExistsError, UserError
-from gnnpretrain.safeload import load_torch
+from gnnpretrain.train.resume import read_resume_checkpoint, read_run_config
 from gnnpretrain.utils import atomic_save_safetensors, atomic_torch_save, atomic_write_json, atomic_write_text, resolve_device, runtime_info
 
 __all__ = ["pretrain", "ConfigMismatchError", "CHECKPOINT_NAME", "MODEL_NAME", "CONFIG_NAME", "METRICS_NAME", "epoch_seed"]
@@ -138,13 +138,9 @@ def check_resume_config_early(out_dir: str | Path, partial: dict) -> None:
     """Compare the keys of ``partial`` with the run's saved ``config.json`` before any data is loaded,
     so a ``--resume`` with other settings fails in the first second (the full check runs again in
     :func:`pretrain`). No-op when there is no saved config."""
-    path = Path(out_dir) / CONFIG_NAME
-    if not path.is_file():
+    if not (Path(out_dir) / CONFIG_NAME).is_file():
         return
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return
+    saved = read_run_config(Path(out_dir) / CONFIG_NAME)
     partial = json.loads(json.dumps(partial, default=str))
     _check_resume_config(_subset(saved, partial), partial, Path(out_dir))
 
@@ -286,11 +282,19 @@ def _pretrain(
     optimizer = torch.optim.Adam(strategy.parameters(), lr=lr, weight_decay=weight_decay)
     start_epoch = 1
     if resume and ckpt_path.exists():
-        saved_cfg = json.loads((out_dir / CONFIG_NAME).read_text()) if (out_dir / CONFIG_NAME).exists() else {}
+        saved_cfg = read_run_config(out_dir / CONFIG_NAME)
         _check_resume_config(saved_cfg, full_config, out_dir)
-        ckpt = load_torch(ckpt_path, map_location=device, trust_pickle=trust_pickle, what="pre-training checkpoint")
-        strategy.load_state_dict(ckpt["strategy"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        ckpt = read_resume_checkpoint(ckpt_path, map_location=device, trust_pickle=trust_pickle)
+        try:
+            strategy.load_state_dict(ckpt["strategy"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:  # same config (checked above), yet other tensors
+            from gnnpretrain.errors import CorruptFileError
+
+            raise CorruptFileError(
+                f"{ckpt_path} does not fit this run although config.json matches ({str(err).splitlines()[0][:120]}): "
+                "the checkpoint was replaced or damaged; restore it from a copy, or start again with --overwrite"
+            ) from None
         _set_rng_state(ckpt["rng"])
         start_epoch = int(ckpt["epoch"]) + 1
         if rank == 0:

@@ -3,15 +3,22 @@
 Fine-tuning code never needs to know where a dataset comes from or how it is split: it asks
 :func:`get_task` for a :class:`Task` and gets the dataset, the three index tensors, the number of
 binary tasks, the extra model options the domain needs (``input=...``, ``center_pool=...``) and the
-metric name. A domain is a loader function registered with :func:`register_task_loader`.
+metric name. A domain is a loader function registered with :func:`register_task_loader`; a family
+of further dataset names within a domain (file paths, ``prefix:NAME``) is a loader registered with
+:func:`register_task_family`. This module knows no domain: each registers itself on import, as
+pre-training strategies do (:func:`gnnpretrain.strategies.register_strategy`).
 
-* ``"chem"`` (built in): the MoleculeNet classification sets via
-  :class:`gnnpretrain.chem.moleculenet.MoleculeNet` and :func:`gnnpretrain.splits.split_dataset`
-  (scaffold split by default, the paper's protocol); also a user's CSV (a path ending in ``.csv``) and
-  the MoleculeACE regression targets (``moleculeace:NAME``), see :mod:`gnnpretrain.chem.csvtask`.
-* other domains (``"bio"``): registered by their own package. If a domain is not registered yet,
-  :func:`get_task` imports ``gnnpretrain.<domain>`` and then ``gnnpretrain.<domain>.tasks`` so that
-  their import-time ``register_task_loader(...)`` call runs; nothing here has to change to add one.
+* ``"chem"``: :mod:`gnnpretrain.chem.tasks` (the MoleculeNet classification sets, scaffold split by
+  default, the paper's protocol) and the family :mod:`gnnpretrain.chem.csvtask` (a user's CSV, a path
+  ending in ``.csv``, and the MoleculeACE regression targets, ``moleculeace:NAME``).
+* ``"bio"``: :mod:`gnnpretrain.bio.tasks`.
+* a domain not registered yet is looked up by importing ``gnnpretrain.<domain>`` and then
+  ``gnnpretrain.<domain>.tasks``, so that their import-time registration runs; nothing here has to
+  change to add one.
+
+Every task :func:`get_task` returns has learnable targets on its training split
+(:func:`check_task_targets`), so a constant or overflowing regression column, or a classification
+task without both classes to learn from, is one line before any training.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ __all__ = [
     "TaskLoader",
     "get_task",
     "register_task_loader",
+    "register_task_family",
+    "check_task_targets",
+    "dataset_display",
     "task_names",
     "registered_domains",
     "accepts_dataset",
@@ -130,6 +140,7 @@ class TaskLoader(Protocol):
 _LOADERS: dict[str, TaskLoader] = {}
 _NAMES: dict[str, tuple[str, ...] | Callable[[], Sequence[str]]] = {}
 _ACCEPTS: dict[str, Callable[[str], bool]] = {}
+_FAMILIES: dict[str, dict[str, tuple[Callable[[str], bool], TaskLoader, str]]] = {}
 
 
 def register_task_loader(
@@ -159,6 +170,40 @@ def register_task_loader(
         _ACCEPTS[domain] = accepts
     else:
         _ACCEPTS.pop(domain, None)
+
+
+def register_task_family(
+    domain: str,
+    family: str,
+    accepts: Callable[[str], bool],
+    fn: TaskLoader,
+    describe: str = "",
+) -> None:
+    """Register (or replace) a family of dataset names within ``domain``, with a loader of its own.
+
+    Why: a domain's datasets need not all come from one module. The chem CSV and MoleculeACE tasks
+    (:mod:`gnnpretrain.chem.csvtask`) build on this module's :class:`Task`; registering themselves here,
+    rather than being imported by the chem loader, keeps the import arrows pointing one way.
+
+    Args:
+        domain: the domain the names belong to (``"chem"``).
+        family: a key for the family (``"csv"``); registering it again replaces it.
+        accepts: ``accepts(name) -> bool`` for the names the family loads (``"x.csv"``,
+            ``"moleculeace:CHEMBL1862_Ki"``); they pass :func:`get_task`'s name check.
+        fn: the loader, called like a domain loader (``fn(name, data_root=..., ...)`` -> :class:`Task`),
+            with the extra keyword options given to :func:`get_task`.
+        describe: a few words for the "unknown dataset" message (``"a CSV file path"``).
+    """
+    if not callable(fn) or not callable(accepts):
+        raise TypeError(f"register_task_family({domain!r}, {family!r}, accepts, fn): both must be callable")
+    _FAMILIES.setdefault(domain, {})[family] = (accepts, fn, describe)
+
+
+def _family_of(domain: str, name: str) -> TaskLoader | None:
+    for accepts, fn, _ in _FAMILIES.get(domain, {}).values():
+        if accepts(name):
+            return fn
+    return None
 
 
 def _ensure_domain(domain: str) -> TaskLoader:
@@ -199,7 +244,9 @@ def accepts_dataset(domain: str, name: str) -> bool:
     _ensure_domain(domain)
     names = task_names(domain)
     accepts = _ACCEPTS.get(domain)
-    return (not names and accepts is None) or name in names or bool(accepts and accepts(name))
+    if _family_of(domain, name) is not None:
+        return True
+    return (not names and accepts is None and not _FAMILIES.get(domain)) or name in names or bool(accepts and accepts(name))
 
 
 def get_task(
@@ -219,71 +266,61 @@ def get_task(
     """
     loader = _ensure_domain(domain)
     if not accepts_dataset(domain, name):
-        extra = " (or a CSV file path, or moleculeace:NAME)" if domain == "chem" else ""
+        described = [d for _, _, d in _FAMILIES.get(domain, {}).values() if d]
+        extra = f" (or {', or '.join(described)})" if described else ""
         raise ValueError(f"unknown {domain} dataset {name!r}: expected one of {', '.join(task_names(domain))}{extra}")
     options = {k: v for k, v in options.items() if v is not None}
-    task = loader(name, data_root=data_root, cache=cache, split=split, featurizer=featurizer, split_seed=split_seed,
-                  **options)
+    family = _family_of(domain, name)
+    task = (family or loader)(name, data_root=data_root, cache=cache, split=split, featurizer=featurizer,
+                              split_seed=split_seed, **options)
     if not isinstance(task, Task):
         raise TypeError(f"the {domain!r} task loader returned {type(task).__name__}, expected a Task")
+    check_task_targets(task)
     return task
 
 
-# ----------------------------------------------------------------------------------------------- chem
-def _chem_names() -> tuple[str, ...]:
-    from gnnpretrain.chem.moleculenet import MOLECULENET_NAMES
-
-    return tuple(MOLECULENET_NAMES)
-
-
-def _chem_input(featurizer: str) -> str:
-    if featurizer not in ("reference", "ogb"):
-        raise ValueError(f"chem featurizer must be 'reference' or 'ogb', got {featurizer!r}")
-    return featurizer  # GNN(input=...) has an input encoder of the same name for each featurizer
+def dataset_display(domain: str, name: str) -> str:
+    """How a dataset is named in one-line summaries: ``chem/bbbp`` for a registered name, a file path as
+    the user gave it (``/data/mols.csv``, not ``chem//data/mols.csv``)."""
+    name = str(name)
+    if "/" in name or os.sep in name or name.lower().endswith((".csv", ".csv.gz")):
+        return name
+    return f"{domain}/{name}"
 
 
-def _load_chem_task(
-    name: str,
-    *,
-    data_root: str | os.PathLike | None,
-    cache: str | os.PathLike | None,
-    split: str,
-    featurizer: str,
-    split_seed: int,
-    **options: Any,
-) -> Task:
-    from gnnpretrain.chem import csvtask
+def check_task_targets(task: Task, every_column: bool = False) -> None:
+    """Refuse, before any training, a task whose training split leaves nothing to learn.
 
-    if csvtask.is_custom_dataset(name):
-        return csvtask.load_task(name, data_root=data_root, cache=cache, split=split, featurizer=featurizer,
-                                 split_seed=split_seed, **options)
-    if options:
-        raise ValueError(f"options {sorted(options)} only apply to a CSV dataset (a .csv path), not to {name!r}")
-    from gnnpretrain.chem.moleculenet import MoleculeNet
-    from gnnpretrain.splits import split_dataset
+    Regression (every domain): each target column must be finite in float32 on every split, stay
+    finite once standardised with the training split's mean and std, and take at least
+    :data:`~gnnpretrain.train.objectives.MIN_DISTINCT_REGRESSION_VALUES` distinct values on the
+    training split (a constant column would otherwise train and report an RMSE as if something had been
+    learned). Classification: with ``every_column`` (columns a user chose, e.g. a CSV's
+    ``--target-columns``) each column needs both classes among its training labels; otherwise at least
+    one task must (single-class tasks of a many-task benchmark such as ToxCast are kept: the paper trains
+    on them, and ROC-AUC skips them). Raises :class:`~gnnpretrain.train.objectives.UnlearnableTargetError`,
+    one line naming the column, the file (when the task has one) and what to do.
+    """
+    from gnnpretrain.train.objectives import UnlearnableTargetError, target_problems
 
-    model_input = _chem_input(featurizer)
-    dataset = MoleculeNet(root=data_root, name=name, featurizer=featurizer, cache=cache)
-    train_idx, valid_idx, test_idx = split_dataset(dataset, name=name, method=split, seed=split_seed)
-    return Task(
-        domain="chem",
-        name=name,
-        dataset=dataset,
-        train_idx=train_idx,
-        valid_idx=valid_idx,
-        test_idx=test_idx,
-        num_tasks=int(dataset.num_tasks),
-        model_kwargs={"input": model_input, "center_pool": False},
-        metric="roc_auc",
-        split=split,
-        info={"num_graphs": len(dataset), "featurizer": featurizer, "task_names": list(dataset.task_names)},
-    )
+    labels = {part: _labels(task, part) for part in ("train", "valid", "test")}
+    problems = target_problems(labels, task.task_type)
+    if not problems:
+        return
+    if task.task_type == "classification" and not every_column and len(problems) < task.num_tasks:
+        return
+    names = list(task.info.get("task_names") or [])
+    j, what = problems[0]
+    label = names[j] if j < len(names) else f"task {j}"
+    more = f" (and {len(problems) - 1} more column(s): {', '.join(repr(names[k]) if k < len(names) else str(k) for k, _ in problems[1:4])})" \
+        if len(problems) > 1 else ""
+    source = task.info.get("source") or f"{task.domain}/{task.name}"
+    raise UnlearnableTargetError(f"{source}: target column {label!r} {what}{more}")
 
 
-def _chem_accepts(name: str) -> bool:
-    from gnnpretrain.chem.csvtask import is_custom_dataset
-
-    return is_custom_dataset(name)
-
-
-register_task_loader("chem", _load_chem_task, names=_chem_names, accepts=_chem_accepts)
+def _labels(task: Task, part: str) -> torch.Tensor:
+    """The ``[n, num_tasks]`` labels of one split (the split's graphs are built once and kept for training)."""
+    graphs = task.graphs(part)
+    if not graphs:
+        return torch.empty(0, task.num_tasks)
+    return torch.cat([g.y.reshape(1, -1).double() for g in graphs], dim=0)

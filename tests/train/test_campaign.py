@@ -56,6 +56,15 @@ def test_committed_ledger_lines_count_as_done():
     assert plan.todo == [] and plan.done == 2  # none:gcn and ref:gcn_supervised_contextpred, seed 0
     st = status(load_plan(), lines)
     assert st["seeds_done"][("bace", "none:gcn")] >= {0}
+    # the campaign's own unit configs see them as done too, whether or not the unit holds a checkpoint row
+    from gnnpretrain.train.compare.campaign import unit_config
+
+    cells = {c.row: c for c in load_plan() if c.dataset == "bace"}
+    for unit, n in (([cells["none:gcn"], cells["ref:gcn_supervised_contextpred"]], 2), ([cells["none:gcn"]], 1)):
+        cfg = unit_config(unit, ledger=COMMITTED, output="/nonexistent/campaign", seeds=[0])
+        rows = build_rows(cfg)
+        plan = plan_finetunes(cfg, rows, {r.name: r.checkpoint for r in rows}, Ledger(COMMITTED))
+        assert plan.todo == [] and plan.done == n
 
 
 def test_units_group_a_scratch_row_with_its_checkpoint():

@@ -64,6 +64,7 @@ def test_ledger_records_each_seed_once(tiny):
     assert (mine.baseline == "none").all() and mine.checkpoint_sha256.str.len().eq(64).all()
     assert df.epochs.eq(2).all() and df.best_epoch.between(1, 2).all() and df.test_auc_last.between(0, 1).all()
     assert df.torch.eq(torch.__version__).all() and df.torch_threads.eq(1).all() and df.device.eq("cpu").all()
+    assert df.compute_dtype.eq("float32").all() and df.ledger_format.eq(2).all()  # format 2: fp32 seeds say so
     # the ledger agrees with the seed files it was made from
     rec = json.loads((Path(cfg.output) / "finetune" / "gin_mine" / "bace" / "seed1.json").read_text())
     line = mine[mine.seed == 1].iloc[0]

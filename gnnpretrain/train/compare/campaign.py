@@ -216,7 +216,7 @@ def unit_config(unit: Sequence[Cell], *, ledger: str | Path, output: str | Path,
     refs = [c.row.split(":", 1)[1] for c in unit if c.row.startswith("ref:")]
     return config_from_profile(
         EXPERIMENT, datasets=[unit[0].dataset], rows=[c.row for c in unit], seeds=list(seeds), ledger=str(ledger),
-        reference_checkpoints=refs,
+        reference_checkpoints=refs, strategies=[c.row for c in unit if not c.row.startswith("ref:")] or ["none"],
         output=str(output), device=device, fused=True, fuse_max=fuse_max, data_root=data_root, cache=cache,
         reference_dir=reference_dir, **overrides,
     )
@@ -362,14 +362,3 @@ def make_pack(folder: str | Path, *, ledger: str | Path, plan: str | Path = PLAN
             packed.append(cell.dataset)
     log(f"packed {', '.join(packed) or 'nothing'} ({used / (1 << 20):.1f} MiB) into {folder}")
     return {"datasets": packed, "bytes": used}
-
-
-def merge_ledgers(sources: Sequence[str | Path], ledger: str | Path) -> int:
-    """Append the lines of other machines' ledgers (a GPU run's) to ``ledger`` under the ledger's
-    rules (:class:`~gnnpretrain.train.compare.ledger.Ledger`: one protocol, one encoder per row,
-    a cell computed twice with another configuration refused); returns the lines added."""
-    book = Ledger(ledger)
-    added = 0
-    for src in sources:
-        added += book.append(Ledger(src).read())
-    return added

@@ -17,6 +17,18 @@ Rules:
 * **atomic, locked appends** — appends re-read the file under a :mod:`filelock` lock beside it
   (``.<name>.lock``) and replace it atomically, so parallel writers and a kill mid-write never lose
   or cut a line.
+* **read as strictly as written** (:mod:`.ledgerfile`) — every value must parse as its column's kind
+  (a seed is ``1``, not ``1.0``; a score is a finite number in [0, 1]), else one
+  :class:`~.ledgerfile.LedgerFormatError` line naming file, line and column; lines of one cell with
+  the same result collapse to one (one warning line); lines of one cell with different results are a
+  :class:`~.ledgerfile.LedgerConflictError` naming both lines; lines that mix protocols or encoders
+  under one row name (a hand merge) are refused like such an append. :func:`merge_ledgers` combines
+  the ledgers of several machines under the same rules.
+* **formats** — :data:`LEDGER_FORMAT` 2 added ``compute_dtype`` (``float32`` / ``bfloat16``) and
+  ``cpu_capability`` (the CPU kernels torch used, e.g. ``AVX512``), neither of which enters
+  ``config_hash``. Format-1 files (the first committed ledgers) are read with those columns empty;
+  the first append to one rewrites it with the format-2 header, every old value unchanged (old lines
+  keep ``ledger_format`` 1 and empty new columns).
 
 Besides the config, each line records what changes floating-point results (device, torch threads,
 library versions via :func:`gnnpretrain.utils.runtime_info`) and the split sizes (which depend on the
@@ -25,19 +37,26 @@ RDKit version), so numbers that disagree can be traced instead of averaged blind
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from gnnpretrain.errors import UserError
+from gnnpretrain.train.compare.ledgerfile import (
+    LedgerConflictError,
+    LedgerFormatError,
+    LedgerMismatchError,
+    Schema,
+    SourcedLine,
+    collapse,
+    parse_lines,
+    render,
+)
 from gnnpretrain.utils import atomic_write_text
 
-LEDGER_FORMAT = 1
+LEDGER_FORMAT = 2
 
 #: Options every line of one ledger shares (the experiment's fine-tuning protocol).
 PROTOCOL_KEYS = (
@@ -49,16 +68,49 @@ ROW_KEYS = ("gnn_type", "num_layer", "emb_dim", "checkpoint_sha256")
 #: Library versions copied from :func:`gnnpretrain.utils.runtime_info`.
 VERSION_KEYS = ("gnnpretrain", "torch", "torch_geometric", "rdkit", "numpy", "scikit_learn", "python")
 
-COLUMNS = (
+#: Format 1 (ledgers written before the compute dtype was recorded); read, never written.
+COLUMNS_V1 = (
     "experiment", "row", "baseline", "checkpoint", "dataset", "seed",
     "test_auc_best_valid", "test_auc_last", "best_valid_auc", "best_epoch",
     "n_train", "n_valid", "n_test", "wall_time_s", "device", "torch_threads",
     *VERSION_KEYS, *ROW_KEYS, *PROTOCOL_KEYS, "config_hash", "ledger_format", "finished_at",
 )
+#: Runtime columns of format 2: what the matrix products ran in, and which CPU kernels torch picked.
+RUNTIME_KEYS_V2 = ("compute_dtype", "cpu_capability")
+COLUMNS = (*COLUMNS_V1[:COLUMNS_V1.index("torch_threads") + 1], *RUNTIME_KEYS_V2,
+           *COLUMNS_V1[COLUMNS_V1.index("torch_threads") + 1:])
+
+#: Columns whose values are a cell's result: two lines of one cell agreeing on all of them are one
+#: result written twice (collapsed); disagreeing on any is a conflict.
+RESULT_COLUMNS = ("config_hash", "test_auc_best_valid", "test_auc_last", "best_valid_auc", "best_epoch",
+                  "n_train", "n_valid", "n_test")
+
+SCHEMA = Schema(
+    headers={1: COLUMNS_V1, 2: COLUMNS},
+    kinds={
+        "seed": "count", "best_epoch": "count", "n_train": "count", "n_valid": "count", "n_test": "count",
+        "torch_threads": "count", "num_layer": "count", "emb_dim": "count", "epochs": "count", "batch_size": "count",
+        "split_seed": "int", "ledger_format": "count",
+        "test_auc_best_valid": "auc", "test_auc_last": "auc", "best_valid_auc": "auc",
+        "wall_time_s": "nonneg", "lr": "float", "decay": "float", "dropout": "float",
+        "config_hash": "hex16", "checkpoint_sha256": "hex64", "finished_at": "time", "compute_dtype": "dtype",
+    },
+    required=frozenset({
+        "experiment", "row", "dataset", "seed", "test_auc_best_valid", "test_auc_last", "best_valid_auc",
+        "best_epoch", "gnn_type", "num_layer", "emb_dim", *PROTOCOL_KEYS, "config_hash", "ledger_format",
+        "finished_at", "compute_dtype",
+    }),
+    required_from={"compute_dtype": 2},
+    key=("row", "dataset", "seed"),
+    result=RESULT_COLUMNS,
+    what="ledger",
+    version_column="ledger_format",
+)
 
 
-class LedgerMismatchError(UserError, ValueError):
-    """A line would mix configurations in one ledger (see the module docstring)."""
+#: The strict reader's errors (:mod:`.ledgerfile`), re-exported: both are ``UserError`` (one line, exit 2).
+__all__ = ["Ledger", "LedgerMismatchError", "LedgerFormatError", "LedgerConflictError", "LEDGER_FORMAT", "COLUMNS",
+           "COLUMNS_V1", "config_hash", "line_from_record", "expected_line", "merge_ledgers", "compute_dtype_of"]
 
 
 #: The options hashed in every line (``finetune.RESULT_KEYS`` when the ledger was introduced). Options
@@ -107,9 +159,12 @@ def line_from_record(
 
     ``runtime`` is :func:`gnnpretrain.utils.runtime_info` taken in the process that trained; without
     it the record's own ``runtime`` (if any) is used, else only its torch version is known.
+    ``compute_dtype`` and ``cpu_capability`` are recorded beside the runtime but never hashed: they
+    explain differences in the last digits, they do not make another configuration.
     """
     cfg = record["config"]
     rt = dict(runtime or record.get("runtime") or {"torch": record.get("torch_version")})
+    cpu_capability = rt.get("cpu_capability") or (record.get("runtime") or {}).get("cpu_capability")
     split = record.get("split") or {}
     line: dict[str, Any] = {
         "experiment": experiment, "row": row, "baseline": baseline or "",
@@ -120,6 +175,7 @@ def line_from_record(
         "n_train": split.get("train"), "n_valid": split.get("valid"), "n_test": split.get("test"),
         "wall_time_s": record.get("wall_time_s"), "device": record.get("device") or rt.get("device"),
         "torch_threads": rt.get("torch_threads"),
+        "compute_dtype": compute_dtype_of(record), "cpu_capability": cpu_capability,
         **{k: rt.get(k) for k in VERSION_KEYS},
         "gnn_type": cfg["gnn_type"], "num_layer": cfg["num_layer"], "emb_dim": cfg["emb_dim"],
         "checkpoint_sha256": cfg.get("input_model_sha256"),
@@ -129,6 +185,14 @@ def line_from_record(
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     return {k: _s(line[k]) for k in COLUMNS}
+
+
+def compute_dtype_of(record: dict[str, Any]) -> str:
+    """The dtype a seed's matrix products ran in: the record's ``compute_dtype`` when it has one, else
+    ``bfloat16`` for a bf16-autocast (``amp``) run and ``float32`` otherwise (files without ``amp``)."""
+    if record.get("compute_dtype"):
+        return str(record["compute_dtype"])
+    return "bfloat16" if (record.get("config") or {}).get("amp") else "float32"
 
 
 def _checkpoint_label(checkpoint: str | None) -> str:
@@ -156,7 +220,66 @@ def expected_line(recorded_config: dict[str, Any], row: str) -> dict[str, str]:
 
 
 def _key(line: dict[str, str]) -> tuple[str, str, str]:
-    return line["row"], line["dataset"], str(line["seed"])
+    seed = str(line["seed"])
+    return line["row"], line["dataset"], str(int(seed)) if seed.lstrip("-").isdigit() else seed
+
+
+def _canon(column: str, text: str) -> Any:
+    """A column's value for comparison (``0.001`` and ``1e-3`` are one learning rate)."""
+    kind = SCHEMA.kinds.get(column)
+    if kind in ("float", "int", "count") and text != "":
+        try:
+            return float(text) if kind == "float" else int(text)
+        except ValueError:
+            return text
+    return text
+
+
+def _differs(columns: Sequence[str], a: dict[str, str], b: dict[str, str]) -> list[str]:
+    return [k for k in columns if _canon(k, a[k]) != _canon(k, b[k])]
+
+
+def _check_consistent(lines: Sequence[SourcedLine]) -> None:
+    """The rules appends enforce, checked on lines as read: one protocol, one encoder per row name."""
+    if not lines:
+        return
+    ref = lines[0]
+    by_row: dict[str, SourcedLine] = {}
+    for ln in lines:
+        diffs = _differs(PROTOCOL_KEYS, ref.values, ln.values)
+        if diffs:
+            shown = "; ".join(f"{k}: {ref.values[k]!r} vs {ln.values[k]!r}" for k in diffs)
+            raise LedgerMismatchError(
+                f"{ln.where}: another fine-tuning protocol than {ref.where} ({shown}); one ledger is one "
+                "experiment: move such lines to a ledger of their own"
+            )
+        row_ref = by_row.setdefault(ln.values["row"], ln)
+        rdiffs = _differs(ROW_KEYS, row_ref.values, ln.values)
+        if rdiffs:
+            shown = "; ".join(f"{k}: {row_ref.values[k]!r} vs {ln.values[k]!r}" for k in rdiffs)
+            raise LedgerMismatchError(
+                f"{ln.where}: row {ln.values['row']!r} has another encoder than on {row_ref.where} ({shown}); "
+                "give the re-trained encoder a row name of its own"
+            )
+
+
+def _read_checked(path: Path, warn: bool = True) -> tuple[int, list[SourcedLine]]:
+    """``(format, lines)``: values checked, repeats collapsed, conflicts and mixed protocols refused."""
+    fmt, lines = parse_lines(SCHEMA, path)
+    kept = collapse(SCHEMA, lines, warn=warn)
+    _check_consistent(kept)
+    return fmt, kept
+
+
+def _check_new(lines: Sequence[dict[str, str]], path: Path) -> None:
+    """Lines about to be written must read back: the same value checks as reading (a NaN score or
+    an empty hash would make the whole ledger unreadable afterwards)."""
+    from gnnpretrain.train.compare.ledgerfile import parse_value
+
+    for line in lines:
+        where = f"new line {'/'.join(_key(line))} for {path}"
+        for j, c in enumerate(COLUMNS, start=1):
+            parse_value(SCHEMA, c, line.get(c, ""), where, j, LEDGER_FORMAT)
 
 
 class Ledger:
@@ -168,28 +291,16 @@ class Ledger:
 
     # ------------------------------------------------------------------------------- reading
     def read(self) -> list[dict[str, str]]:
-        """All lines (as text); ``[]`` if the file does not exist yet."""
-        if not self.path.is_file():
-            return []
-        text = self.path.read_text()
-        reader = csv.DictReader(io.StringIO(text))
-        header = tuple(reader.fieldnames or ())
-        if header != COLUMNS:
-            missing = [c for c in COLUMNS if c not in header]
-            extra = [c for c in header if c not in COLUMNS]
-            raise LedgerMismatchError(
-                f"{self.path}: not a ledger of this version (missing columns {missing or 'none'}, "
-                f"unknown {extra or 'none'}); point --ledger at a new file"
-            )
-        lines = []
-        for i, rec in enumerate(reader, start=2):
-            if None in rec or any(v is None for v in rec.values()):
-                raise LedgerMismatchError(
-                    f"{self.path} line {i}: wrong number of fields (a cut or hand-edited line); "
-                    "fix or delete that line"
-                )
-            lines.append(dict(rec))
-        return lines
+        """All lines (as text, format-2 columns); ``[]`` if the file does not exist yet.
+
+        Read strictly (module docstring): a malformed value, two different results for one cell, or
+        lines of two protocols are one-line errors; a result recorded twice counts once (one warning).
+        """
+        return [ln.values for ln in _read_checked(self.path)[1]]
+
+    def format(self) -> int:
+        """The file's format number (:data:`LEDGER_FORMAT` for a file not written yet)."""
+        return parse_lines(SCHEMA, self.path)[0]
 
     # ------------------------------------------------------------------------------ checking
     def check(self, new: Iterable[dict[str, str]], existing: Sequence[dict[str, str]] | None = None) -> None:
@@ -208,12 +319,12 @@ class Ledger:
         for line in new:
             if ref is None:
                 ref = line
-            diffs = [f"{k}: ledger has {ref[k]!r}, now {line[k]!r}" for k in PROTOCOL_KEYS if ref[k] != line[k]]
+            diffs = [f"{k}: ledger has {ref[k]!r}, now {line[k]!r}" for k in _differs(PROTOCOL_KEYS, ref, line)]
             if diffs:
                 problems.append("the fine-tuning protocol differs (" + "; ".join(diffs) + ")")
                 break
             row_ref = by_row.setdefault(line["row"], line)
-            rdiffs = [f"{k}: ledger has {row_ref[k]!r}, now {line[k]!r}" for k in ROW_KEYS if row_ref[k] != line[k]]
+            rdiffs = [f"{k}: ledger has {row_ref[k]!r}, now {line[k]!r}" for k in _differs(ROW_KEYS, row_ref, line)]
             if rdiffs:
                 problems.append(f"row {line['row']!r} has another encoder (" + "; ".join(rdiffs) + ")")
                 continue
@@ -239,17 +350,19 @@ class Ledger:
     def append(self, new: Sequence[dict[str, str]]) -> int:
         """Append ``new`` lines (checked; cells already present with the same hash are ignored).
 
-        Under the ledger's lock, the file is re-read, checked and replaced atomically, so concurrent
-        appenders and a kill at any moment leave either the old or the new file, never a cut line.
-        Returns the number of lines added.
+        Under the ledger's lock, the file is re-read (strictly), checked and replaced atomically, so
+        concurrent appenders and a kill at any moment leave either the old or the new file, never a
+        cut line. A format-1 file is rewritten in format 2 with every old value unchanged. Returns the
+        number of lines added.
         """
         from filelock import FileLock
 
         if not new:
             return 0
+        _check_new(new, self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.lock_path), timeout=120):
-            existing = self.read()
+            existing = [ln.values for ln in _read_checked(self.path)[1]]
             self.check(new, existing)
             have = self.done(existing)
             add = []
@@ -259,10 +372,46 @@ class Ledger:
                     have[_key(line)] = line["config_hash"]
             if not add:
                 return 0
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
-            w.writeheader()
-            w.writerows(existing)
-            w.writerows(add)
-            atomic_write_text(self.path, buf.getvalue())
+            atomic_write_text(self.path, render(COLUMNS, [*existing, *add]))
         return len(add)
+
+
+def merge_ledgers(inputs: Sequence[str | os.PathLike], output: str | os.PathLike) -> dict[str, Any]:
+    """Combine the ledgers of several machines into ``output`` (created, or grown if it exists).
+
+    The same rules as reading and appending: every input is read strictly; a cell present in several
+    inputs with the same result is kept once (one warning line naming file and line of each repeat);
+    with different results it is refused naming both files and lines, and nothing is written; lines of
+    another protocol, or another encoder under one row name, are refused likewise. The output is
+    written atomically under its lock (``.<name>.lock``), so a comparison appending to it meanwhile
+    loses nothing. Returns ``{"output", "lines", "added", "inputs": {path: lines}}``.
+    """
+    from filelock import FileLock
+
+    from gnnpretrain.outputs import ensure_writable
+
+    out = Ledger(output)
+    sources = [Path(p) for p in inputs]
+    if not sources:
+        raise ValueError("merge: name at least one ledger to merge")
+    for src in sources:
+        if not src.is_file():
+            raise FileNotFoundError(f"ledger to merge not found: {src}")
+    ensure_writable(out.path.parent, what="ledger folder", option="--ledger")
+    with FileLock(str(out.lock_path), timeout=120):
+        _, present = _read_checked(out.path)
+        lines = list(present)
+        counts: dict[str, int] = {}
+        for src in sources:
+            if out.path.exists() and src.resolve() == out.path.resolve():
+                counts[str(src)] = len(present)
+                continue
+            _, got = _read_checked(src)  # each input valid on its own first: errors name that file
+            counts[str(src)] = len(got)
+            lines += got
+        kept = collapse(SCHEMA, lines)
+        _check_consistent(kept)
+        added = len(kept) - len(present)
+        if added or not out.path.exists() or out.format() != LEDGER_FORMAT:
+            atomic_write_text(out.path, render(COLUMNS, [ln.values for ln in kept]))
+    return {"output": str(out.path), "lines": len(kept), "added": added, "inputs": counts}

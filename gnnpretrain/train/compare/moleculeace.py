@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from gnnpretrain.paths import REPO_ROOT
+from gnnpretrain.train.compare.ledgerfile import Schema, collapse, parse_lines
 from gnnpretrain.utils import atomic_write_json, atomic_write_text, parse_seeds
 
 __all__ = ["MoleculeACEConfig", "DEFAULT_TARGETS", "DEFAULT_ROWS", "suite_rows", "run_moleculeace", "moleculeace_report"]
@@ -200,11 +201,32 @@ def run_moleculeace(config: MoleculeACEConfig, log: Callable[[str], None] = prin
 
 
 # ---------------------------------------------------------------------------------------------- report
+#: The suite ledger's columns and rules for the strict reader (:mod:`.ledgerfile`): a seed is an
+#: integer, an RMSE a finite non-negative number (NaN only for RMSE_cliff of a target without cliff
+#: molecules), one result per (row, target, seed).
+LEDGER_SCHEMA = Schema(
+    headers={1: LEDGER_FIELDS},
+    kinds={"seed": "count", "epochs": "count", "best_epoch": "count", "num_test": "count", "num_cliff_test": "count",
+           "test_rmse_best_valid": "nonneg", "test_rmse_last": "nonneg", "test_r2_best_valid": "float",
+           "test_rmse_cliff_best_valid": "nonneg_or_nan", "test_rmse_cliff_last": "nonneg_or_nan",
+           "wall_time_s": "nonneg"},
+    required=frozenset({"row", "target", "seed", "gnn_type", "epochs", "test_rmse_best_valid", "test_r2_best_valid",
+                        "best_epoch", "test_rmse_last", "test_rmse_cliff_best_valid", "test_rmse_cliff_last",
+                        "num_test", "num_cliff_test"}),
+    key=("row", "target", "seed"),
+    result=("gnn_type", "checkpoint", "epochs", "test_rmse_best_valid", "test_rmse_cliff_best_valid",
+            "test_r2_best_valid", "best_epoch", "test_rmse_last", "test_rmse_cliff_last", "num_test", "num_cliff_test"),
+    what="MoleculeACE ledger",
+)
+
+
 def _read_ledger(path: Path) -> list[dict[str, str]]:
+    """The suite ledger's lines, read strictly: malformed values name file, line and column; a result
+    recorded twice counts once (one warning); two results for one cell are refused naming both lines."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"MoleculeACE ledger not found: {path}")
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+    _, lines = parse_lines(LEDGER_SCHEMA, path)
+    return [ln.values for ln in collapse(LEDGER_SCHEMA, lines)]
 
 
 def moleculeace_report(ledger: str | Path, out_dir: str | Path, baselines: dict[str, str | None] | None = None,

@@ -170,6 +170,8 @@ def summarize(config: FinetuneConfig, records: list[dict] | None = None) -> dict
 
 def summary_line(summary: dict) -> str:
     """One human-readable line: the chosen report mode first, the other in brackets."""
+    from gnnpretrain.train.tasks import dataset_display  # a CSV path as given, not chem//path
+
     mode = summary["report"]
     other = "last" if mode == "best-valid" else "best-valid"
     table = summary.get("test_score") or summary["test_auc"]
@@ -182,7 +184,7 @@ def summary_line(summary: dict) -> str:
         f", {name} {fmt(t[mode]['mean'])} ± {fmt(t[mode]['std'])}" for name, t in summary.get("test_subsets", {}).items()
     )
     return (
-        f"{summary['domain']}/{summary['dataset']}: test {label} ({mode}) {fmt(a['mean'])} ± "
+        f"{dataset_display(summary['domain'], summary['dataset'])}: test {label} ({mode}) {fmt(a['mean'])} ± "
         f"{fmt(a['std'])} over {a['n']} seeds [{other}: {fmt(b['mean'])} ± {fmt(b['std'])}]{subsets}"
         f" | epochs {summary['config']['epochs']}, split {(summary.get('split') or {}).get('method', summary['config']['split'])}, "
         f"{summary['wall_time_s_total']:.0f} s"
