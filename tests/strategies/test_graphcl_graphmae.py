@@ -230,10 +230,10 @@ def test_graphcl_loss_and_gradients_equal_the_official_code(mols):
     loss_ours, metrics = ours.contrast(mine1, mine2)
     loss_ours.backward()
 
-    diff = abs(float(loss_ours) - float(loss_official))
+    diff = abs(loss_ours.item() - loss_official.item())
     grad_diff = _max_grad_diff({n: p.grad for n, p in ours.named_parameters()},
                                {n: p.grad for n, p in official.named_parameters()})
-    print(f"graphcl float64: loss {float(loss_official):.12f}, |loss diff| {diff:.2e}, max |grad diff| {grad_diff:.2e}")
+    print(f"graphcl float64: loss {loss_official.item():.12f}, |loss diff| {diff:.2e}, max |grad diff| {grad_diff:.2e}")
     assert diff < 1e-12 and grad_diff < 1e-10
     assert 0.0 <= metrics["acc"] <= 1.0
 
@@ -262,11 +262,11 @@ def test_graphmae_loss_and_gradients_equal_the_official_code(mols):
         loss_official = official_graphmae_loss(gnn, decoder, ob, alpha)
         loss_official.backward()
 
-        diff = abs(float(loss_ours) - float(loss_official))
+        diff = abs(loss_ours.item() - loss_official.item())
         theirs = {f"gnn.{n}": p.grad for n, p in gnn.named_parameters()}
         theirs.update({f"decoder.{n}": p.grad for n, p in decoder.named_parameters() if n != "dec_token"})
         grad_diff = _max_grad_diff({n: p.grad for n, p in ours.named_parameters()}, theirs)
-        print(f"graphmae float64 alpha={alpha}: loss {float(loss_official):.12f}, |loss diff| {diff:.2e}, "
+        print(f"graphmae float64 alpha={alpha}: loss {loss_official.item():.12f}, |loss diff| {diff:.2e}, "
               f"max |grad diff| {grad_diff:.2e}")
         assert diff < 1e-12 and grad_diff < 1e-10
         assert metrics["num_masked"] == atom_indices.numel()
@@ -326,6 +326,6 @@ def test_defaults_are_the_official_ones():
 def test_graphcl_batch_of_one_is_a_zero_loss_that_touches_every_parameter(mols):
     s = build_strategy("graphcl", encoder_kwargs=dict(PAPER, emb_dim=16, num_layer=2))
     loss, metrics = s(Batch.from_data_list(mols[:1]), generator=torch.Generator().manual_seed(0))
-    assert float(loss) == 0.0 and metrics["num_skipped_batches"] == 1.0
+    assert loss.item() == 0.0 and metrics["num_skipped_batches"] == 1.0
     loss.backward()
     assert all(p.grad is not None for p in s.parameters())
