@@ -10,6 +10,13 @@ Measures, on N real molecules of the MOSES ZINC corpus:
     to the two bare GNN passes on pre-extracted pairs (same forward + backward + Adam, no extraction) and
     the ratio full / bare;
 
+(c) with ``--strategies graphcl,graphmae,contextpred``: full training steps (the strategy's own batched
+    transform — augmented views, masks or context pairs — + forward + backward + Adam) of several
+    strategies side by side on the same batches, interleaved (round-robin repeats, the median per strategy)
+    so that a change in the machine's load hits all of them alike; graphs/s, which on one thread is graphs/s
+    per core, with the transform alone timed too. The CPU (``lscpu`` model name; avx2 / avx512f / avx512_bf16 /
+    amx flags) and the 1-minute load average before and after are recorded.
+
 on one CPU thread and, with ``--device cuda``, on the GPU (``--amp`` for bf16 autocast), with peak memory
 (process max RSS; ``torch.cuda.max_memory_allocated`` on GPU).
 
@@ -17,6 +24,8 @@ Example::
 
     python benchmarks/bench_pretrain.py --num-molecules 20000 --device cpu
     python benchmarks/bench_pretrain.py --num-molecules 20000 --device cuda --amp
+    python benchmarks/bench_pretrain.py --num-molecules 5000 --skip-pipeline --skip-train \
+        --strategies graphcl,graphmae,contextpred --json /tmp/bench_strategies.json
 """
 
 from __future__ import annotations
@@ -270,6 +279,106 @@ def bench_train(store, batch_size, device, steps, amp, seed, emb_dim, num_layer)
     return out
 
 
+def cpu_info() -> dict:
+    """``lscpu``'s model name and the vector / matrix flags that decide CPU GNN speed, plus the core count."""
+    import os
+    import subprocess
+
+    info: dict = {"model_name": platform.processor() or platform.machine(), "flags": {}, "usable_cores": None}
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    if fields.get("Model name"):
+        info["model_name"] = fields["Model name"]
+    flags = set(fields.get("Flags", "").split())
+    info["flags"] = {f: f in flags for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")}
+    try:
+        info["usable_cores"] = len(os.sched_getaffinity(0))
+    except AttributeError:
+        info["usable_cores"] = os.cpu_count()
+    return info
+
+
+def _strategy_transform(strategy, batch, gen):
+    """The strategy's data work alone (no GNN): what its ``forward`` does before encoding."""
+    name = strategy.name
+    if name == "graphcl":
+        return strategy.views(batch, gen)
+    if name == "graphmae":
+        return strategy.mask(batch, gen)
+    if name == "contextpred":
+        return strategy.extract_pair(batch, gen)
+    if name == "attrmasking":
+        from gnnpretrain.data import mask_atoms
+
+        return mask_atoms(batch, strategy.mask_rate, mask_edge=strategy.mask_edge, generator=gen)
+    if name == "edgepred":
+        from gnnpretrain.data import sample_negative_edges
+
+        return sample_negative_edges(batch, generator=gen)
+    return None
+
+
+def bench_strategies(store, names, batch_size, device, steps, repeats, seed, emb_dim, num_layer) -> dict:
+    """Training steps of several strategies on the same batches, interleaved round-robin (see (c))."""
+    from gnnpretrain.strategies import build_strategy
+
+    enc = dict(num_layer=num_layer, emb_dim=emb_dim, JK="last", drop_ratio=0.0, gnn_type="gin")
+    loader = GraphStoreLoader(store, batch_size, shuffle=True, seed=seed, drop_last=True)
+    batches = [b.to(device) for _, b in zip(range(steps + 1), loader)]
+    if len(batches) < steps + 1:
+        raise SystemExit(f"need at least {(steps + 1) * batch_size} molecules for --strategies")
+    warm, timed = batches[0], batches[1:]
+    graphs = sum(b.num_graphs for b in timed)
+    models = {}
+    for name in names:
+        torch.manual_seed(seed)
+        strategy = build_strategy(name, encoder_kwargs=enc).to(device).train()
+        models[name] = (strategy, torch.optim.Adam(strategy.parameters(), lr=1e-3),
+                        torch.Generator(device=device).manual_seed(seed))
+
+    def step(name, b):
+        strategy, opt, gen = models[name]
+        opt.zero_grad(set_to_none=True)
+        loss, _ = strategy(b, generator=gen)
+        loss.backward()
+        opt.step()
+
+    for name in names:  # warm-up
+        step(name, warm)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    transform_times: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(repeats):
+        for name in names:
+            _sync(device)
+            t0 = time.perf_counter()
+            for b in timed:
+                step(name, b)
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+            strategy, _, gen = models[name]
+            t0 = time.perf_counter()
+            for b in timed:
+                _strategy_transform(strategy, b, gen)
+            _sync(device)
+            transform_times[name].append(time.perf_counter() - t0)
+    out = {}
+    for name in names:
+        med = float(np.median(times[name]))
+        tmed = float(np.median(transform_times[name]))
+        out[name] = {
+            "graphs_per_step_run": graphs, "steps": len(timed), "seconds_median": med,
+            "graphs_per_s": graphs / med, "all_runs_graphs_per_s": [graphs / t for t in times[name]],
+            "transform_only_graphs_per_s": graphs / tmed if tmed > 0 else float("inf"),
+            "transform_share_of_step": tmed / med,
+            "num_parameters": sum(p.numel() for p in models[name][0].parameters()),
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--num-molecules", type=int, default=20000)
@@ -282,6 +391,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--emb-dim", type=int, default=300)
     p.add_argument("--num-layer", type=int, default=5)
     p.add_argument("--skip-train", action="store_true")
+    p.add_argument("--skip-pipeline", action="store_true", help="skip (a), (a0) and the baseline check")
+    p.add_argument("--strategies", default=None,
+                   help="(c): comma-separated strategies timed side by side, e.g. graphcl,graphmae,contextpred")
+    p.add_argument("--strategy-steps", type=int, default=5, help="(c): timed steps per strategy and repeat")
     p.add_argument("--repeats", type=int, default=3, help="repeats of (a); the median run is reported")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None)
@@ -289,8 +402,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
 
+    import os
+
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    load_before = os.getloadavg()
     k, l1, l2 = args.num_layer, args.num_layer - 1, args.num_layer - 1 + 3
 
     t0 = time.perf_counter()
@@ -298,17 +414,22 @@ def main(argv: list[str] | None = None) -> dict:
     res: dict = {
         "config": {**vars(args), "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
                    "cpu": platform.processor() or platform.machine(),
-                   "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+                   "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+                   "cpu_info": cpu_info(), "loadavg_1min_before": load_before[0]},
         "corpus": {"graphs": len(store), "nodes": int(store.node_ptr[-1]), "edges": int(store.edge_ptr[-1]),
                    "load_seconds": time.perf_counter() - t0},
     }
     print(f"corpus: {len(store)} ZINC molecules, {res['corpus']['nodes']} atoms, loaded in {res['corpus']['load_seconds']:.1f}s")
 
-    check_baseline_agrees(store, k, l1, l2)
-    print("baseline check: networkx reference and batched extraction select the same node sets")
+    ci = res["config"]["cpu_info"]
+    print(f"cpu: {ci['model_name']}; " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in ci["flags"].items())
+          + f"; {ci['usable_cores']} usable core(s); load average (1 min) {load_before[0]:.2f} at the start")
 
     devices = [torch.device("cpu")] + ([device] if device.type != "cpu" else [])
-    for dev in devices:
+    if not args.skip_pipeline:
+        check_baseline_agrees(store, k, l1, l2)
+        print("baseline check: networkx reference and batched extraction select the same node sets")
+    for dev in devices if not args.skip_pipeline else []:
         runs = [bench_pipeline(store, args.batch_size, dev, k, l1, l2, args.seed) for _ in range(args.repeats)]
         # median run by end-to-end throughput (a shared machine's load varies between runs)
         r = sorted(runs, key=lambda x: x["graphs_per_s"])[len(runs) // 2]
@@ -323,12 +444,13 @@ def main(argv: list[str] | None = None) -> dict:
               f"sample_negative_edges {r['sample_negative_edges_only_graphs_per_s']:,.0f} graphs/s")
     res["maxrss_mb_after_pipeline"] = _maxrss_mb()
 
-    base = bench_baseline(store, args.batch_size, min(args.baseline_molecules, len(store)), k, l1, l2, args.seed)
-    res["baseline_networkx_cpu"] = base
-    ratio = res["pipeline_cpu"]["graphs_per_s"] / base["graphs_per_s"]
-    res["speedup_vs_baseline_cpu"] = ratio
-    print(f"(a0) reference-style networkx pipeline [cpu]: {base['graphs_per_s']:,.0f} graphs/s "
-          f"({base['graphs']} graphs) -> batched is {ratio:.1f}x faster")
+    if not args.skip_pipeline:
+        base = bench_baseline(store, args.batch_size, min(args.baseline_molecules, len(store)), k, l1, l2, args.seed)
+        res["baseline_networkx_cpu"] = base
+        ratio = res["pipeline_cpu"]["graphs_per_s"] / base["graphs_per_s"]
+        res["speedup_vs_baseline_cpu"] = ratio
+        print(f"(a0) reference-style networkx pipeline [cpu]: {base['graphs_per_s']:,.0f} graphs/s "
+              f"({base['graphs']} graphs) -> batched is {ratio:.1f}x faster")
 
     if not args.skip_train:
         for dev in devices:
@@ -339,8 +461,27 @@ def main(argv: list[str] | None = None) -> dict:
                   f"full {r['full_step']['graphs_per_s']:,.0f} graphs/s, two bare GNN passes "
                   f"{r['bare_gnn_passes']['graphs_per_s']:,.0f} graphs/s, full/bare time = {r['full_over_bare_time']:.2f}"
                   + (f", CUDA peak {r['cuda_max_memory_allocated_mb']:.0f} MiB" if "cuda_max_memory_allocated_mb" in r else ""))
+    if args.strategies:
+        names = [n.strip() for n in args.strategies.split(",") if n.strip()]
+        for dev in devices:
+            r = bench_strategies(store, names, args.batch_size, dev, args.strategy_steps, args.repeats, args.seed,
+                                 args.emb_dim, args.num_layer)
+            res[f"strategies_{dev.type}"] = r
+            threads = torch.get_num_threads() if dev.type == "cpu" else None
+            print(f"(c) training steps side by side [{dev.type}, GIN {args.num_layer} x {args.emb_dim}, batch "
+                  f"{args.batch_size}" + (f", {threads} thread(s)" if threads else "") + f"; median of {args.repeats} "
+                  f"interleaved runs of {args.strategy_steps} steps]:")
+            for name, v in r.items():
+                per_core = f" = {v['graphs_per_s'] / threads:,.1f} graphs/s per core" if threads else ""
+                print(f"    {name:12s} {v['graphs_per_s']:8,.1f} graphs/s{per_core} (runs: "
+                      f"{', '.join(f'{x:,.1f}' for x in v['all_runs_graphs_per_s'])}); its transform alone "
+                      f"{v['transform_only_graphs_per_s']:,.0f} graphs/s ({v['transform_share_of_step']:.1%} of the step); "
+                      f"{v['num_parameters']:,} parameters")
+    res["loadavg_1min_after"] = os.getloadavg()[0]
+    print(f"load average (1 min): {load_before[0]:.2f} at the start, {res['loadavg_1min_after']:.2f} at the end")
     res["maxrss_mb"] = _maxrss_mb()
-    print(f"peak memory: max RSS {res['maxrss_mb']:.0f} MiB (after the pipeline alone: {res['maxrss_mb_after_pipeline']:.0f} MiB)")
+    print(f"peak memory: max RSS {res['maxrss_mb']:.0f} MiB" + ("" if args.skip_pipeline else
+          f" (after the pipeline alone: {res['maxrss_mb_after_pipeline']:.0f} MiB)"))
     if device.type == "cpu":
         print("no GPU used in this run (pass --device cuda on a machine with one)")
     if args.json:

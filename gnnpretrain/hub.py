@@ -184,6 +184,38 @@ def _build_registry() -> dict[str, HubEntry]:
 
 REGISTRY: dict[str, HubEntry] = _build_registry()
 
+# Later methods' released GIN 5x300 chem encoders (the pretrain-gnns architecture and key names), from
+# their own repositories. SHA-256 not recorded yet (the files were not available here): pinned at the
+# first download; the git blob ids below identify the published bytes (`git ls-tree` of those repositories).
+_FOLLOW_UP_RELEASES = (
+    HubEntry(
+        name="gin_graphcl", domain="chem", gnn_type="gin", strategy="graphcl",
+        path="transferLearning_MoleculeNet_PPI/chem/models_graphcl/graphcl_80.pth",
+        base_url="https://raw.githubusercontent.com/Shen-Lab/GraphCL/master",
+        description="chem GIN, 5x300: GraphCL contrastive pre-training (random dropN/subgraph views, ratio 0.2, "
+                    "NT-Xent T 0.1), epoch 80 of the official run, the checkpoint its fine-tuning script uses; "
+                    "ZINC15 2M molecules (You et al. 2020; git blob 72522e83)",
+    ),
+    HubEntry(
+        name="gin_graphmae", domain="chem", gnn_type="gin", strategy="graphmae",
+        path="chem/init_weights/pretrained.pth",
+        base_url="https://raw.githubusercontent.com/THUDM/GraphMAE/main",
+        description="chem GIN, 5x300: GraphMAE masked-autoencoder pre-training (mask 25%, re-masked GIN decoder, "
+                    "scaled cosine error); ZINC15 2M molecules (Hou et al. 2022; the repository's "
+                    "init_weights/pretrained.pth, local name gin_pretrained.pth; git blob 4a5ead96)",
+    ),
+    HubEntry(
+        name="gin_molebert", domain="chem", gnn_type="gin", strategy="supervised_masking",
+        path="model_gin/Mole-BERT.pth",
+        base_url="https://raw.githubusercontent.com/junxia97/Mole-BERT/main",
+        description="NOT a Mole-BERT model: the file junxia97/Mole-BERT publishes as model_gin/Mole-BERT.pth has "
+                    "the same git blob id (1f8de843) as pretrain-gnns' chem/model_gin/supervised_masking.pth, i.e. "
+                    "it is byte for byte gin_supervised_masking (attribute masking, then graph-level supervised; "
+                    "Hu et al. 2020). Listed so that the name resolves to what it really is",
+    ),
+)
+REGISTRY.update({e.name: e for e in _FOLLOW_UP_RELEASES})
+
 
 def list_models(domain: str | None = None) -> builtins.list[HubEntry]:
     """Registered encoders (optionally of one domain), in registry order."""

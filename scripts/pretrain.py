@@ -1,12 +1,15 @@
 #!/usr/bin/env python
 """Pre-train a GNN encoder with one strategy (context prediction, attribute masking, edge prediction,
-deep graph infomax or supervised), with the defaults of Hu et al. (2020).
+deep graph infomax or supervised, with the defaults of Hu et al. (2020); or GraphCL / GraphMAE, with the
+defaults of their official molecular code).
 
 Examples:
     python scripts/pretrain.py --strategy contextpred --max-molecules 20000 --epochs 2
     python scripts/pretrain.py --strategy supervised --input-model-file chem/runs/pretrain/contextpred/model.pth
     torchrun --nproc_per_node 2 scripts/pretrain.py --strategy attrmasking   # DistributedDataParallel
     python scripts/pretrain.py --strategy contextpred --resume               # continue an interrupted run
+    python scripts/pretrain.py --strategy graphcl     # official recipe: random dropN/subgraph views, T 0.1, 80 epochs
+    python scripts/pretrain.py --strategy graphmae    # official recipe: mask 25%, re-masked GIN decoder, SCE alpha 1
 
 The run directory (``--output``, default ``<domain>/runs/pretrain/<strategy>``) receives config.json,
 metrics.jsonl, model.pth (encoder state dict for ``finetune.py --input-model-file``) and
@@ -35,7 +38,7 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
 from gnnpretrain.nn import GNN_TYPES, JK_MODES  # noqa: E402
-from gnnpretrain.strategies import get_strategy_class, strategy_names, strategy_option_names  # noqa: E402
+from gnnpretrain.strategies import get_strategy_class, strategy_names, strategy_option_names, training_default  # noqa: E402
 from gnnpretrain.chem.chembl import DEFAULT_MIN_ACTIVES, DEFAULT_MIN_INACTIVES  # noqa: E402
 from gnnpretrain.cli_help import RawDefaultsHelpFormatter  # noqa: E402
 from gnnpretrain.train.pretrain import pretrain  # noqa: E402
@@ -44,7 +47,10 @@ from gnnpretrain.utils import resolve_device, seed_everything  # noqa: E402
 
 DOMAINS = ("chem", "bio")
 #: CLI flag (dest) -> strategy keyword; None default means "not given" (the strategy's default applies).
-STRATEGY_FLAGS = ("csize", "mode", "neg_samples", "context_pooling", "mask_rate", "mask_edge", "batch_auc")
+STRATEGY_FLAGS = ("csize", "mode", "neg_samples", "context_pooling", "mask_rate", "mask_edge", "batch_auc",
+                  "aug1", "aug2", "aug_ratio1", "aug_ratio2", "temperature", "replace_rate", "alpha", "decoder")
+#: training flags whose default is the strategy's (``Strategy.training_defaults``, else Hu et al.'s)
+TRAINING_FLAGS = ("epochs", "batch_size", "lr", "decay")
 CHEMBL_FLAGS = ("active_threshold", "min_actives", "min_inactives", "exclude_downstream")
 
 
@@ -73,10 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--JK", "--jk", dest="JK", default="last", choices=JK_MODES)
     g.add_argument("--dropout", type=float, default=0.0, help="dropout ratio")
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=100)
-    g.add_argument("--batch-size", type=int, default=256)
-    g.add_argument("--lr", type=float, default=1e-3)
-    g.add_argument("--decay", type=float, default=0.0, help="weight decay")
+    g.add_argument("--epochs", type=int, default=None, help="default: 100 (Hu et al.); graphcl 80 (its published "
+                   "checkpoint); graphmae 100")
+    g.add_argument("--batch-size", type=int, default=None, help="default: 256 (every strategy's official value)")
+    g.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: 1e-3 for every strategy)")
+    g.add_argument("--decay", type=float, default=None, help="weight decay (default: 0 for every strategy)")
     g.add_argument("--num-workers", type=int, default=0,
                    help="loader prefetch; also the featurization processes when > 0 (0: the free cores)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
@@ -114,9 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--neg-samples", type=int, default=None, help="contextpred: negatives per positive (default: 1)")
     g.add_argument("--context-pooling", default=None, choices=("mean", "sum", "max"),
                    help="contextpred (default: mean)")
-    g.add_argument("--mask-rate", type=float, default=None, help="attrmasking: fraction of atoms masked (default: 0.15)")
+    g.add_argument("--mask-rate", type=float, default=None,
+                   help="attrmasking / graphmae: fraction of atoms masked (default: 0.15 / 0.25)")
     g.add_argument("--mask-edge", action="store_const", const=True, default=None, help="attrmasking: also mask bonds")
     g.add_argument("--batch-auc", action="store_const", const=True, default=None, help="supervised: log batch ROC-AUC")
+    from gnnpretrain.data.augment import AUGMENTATIONS
+    from gnnpretrain.strategies.graphmae import DECODERS
+
+    g.add_argument("--aug1", default=None, choices=AUGMENTATIONS, help="graphcl: view 1 augmentation (default: random)")
+    g.add_argument("--aug2", default=None, choices=AUGMENTATIONS, help="graphcl: view 2 augmentation (default: random)")
+    g.add_argument("--aug-ratio1", type=float, default=None, help="graphcl: view 1 ratio (default: 0.2)")
+    g.add_argument("--aug-ratio2", type=float, default=None, help="graphcl: view 2 ratio (default: 0.2)")
+    g.add_argument("--temperature", type=float, default=None, help="graphcl: NT-Xent temperature (default: 0.1)")
+    g.add_argument("--replace-rate", type=float, default=None,
+                   help="graphmae: fraction of masked atoms given another atom's features (default: 0)")
+    g.add_argument("--alpha", type=float, default=None, help="graphmae: scaled cosine error exponent (default: 1)")
+    g.add_argument("--decoder", default=None, choices=DECODERS, help="graphmae: decoder (default: gin)")
     return p
 
 
@@ -131,6 +151,15 @@ def _strategy_options(args, cls, parser: argparse.ArgumentParser) -> dict:
             parser.error(f"--{flag.replace('_', '-')} does not apply to strategy {args.strategy!r} (its options: {sorted(accepted)})")
         opts[flag] = value
     return opts
+
+
+def resolve_training_defaults(args: argparse.Namespace, cls) -> argparse.Namespace:
+    """Fill the training flags not given (``None``) with strategy ``cls``'s recipe
+    (:func:`gnnpretrain.strategies.training_default`: its ``training_defaults``, else Hu et al.'s)."""
+    for name in TRAINING_FLAGS:
+        if getattr(args, name) is None:
+            setattr(args, name, training_default(cls, name))
+    return args
 
 
 def _output(args) -> Path:
@@ -152,6 +181,7 @@ def main(argv: list[str] | None = None):
     except ValueError as e:
         parser.error(str(e))
     strategy_opts = _strategy_options(args, cls, parser)
+    resolve_training_defaults(args, cls)
     for name in ("epochs", "batch_size", "num_layer", "emb_dim"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")

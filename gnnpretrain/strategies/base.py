@@ -24,6 +24,8 @@ __all__ = [
     "get_strategy_class",
     "strategy_names",
     "strategy_option_names",
+    "training_default",
+    "PAPER_TRAINING_DEFAULTS",
     "cycle_index",
     "signed_accuracy",
     "zero_loss",
@@ -88,6 +90,18 @@ def strategy_option_names(cls: type["Strategy"]) -> list[str]:
     ]
 
 
+#: Hu et al.'s pre-training recipe, the defaults of every strategy without its own ``training_defaults``.
+PAPER_TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 100, "batch_size": 256, "lr": 1e-3, "decay": 0.0}
+
+
+def training_default(cls: type["Strategy"], option: str) -> Any:
+    """The default of training ``option`` (``epochs``, ``batch_size``, ``lr``, ``decay``) for strategy class
+    ``cls``: its own ``training_defaults`` entry, else the paper's (:data:`PAPER_TRAINING_DEFAULTS`)."""
+    if option not in PAPER_TRAINING_DEFAULTS:
+        raise KeyError(f"unknown training option {option!r}; expected one of {sorted(PAPER_TRAINING_DEFAULTS)}")
+    return getattr(cls, "training_defaults", {}).get(option, PAPER_TRAINING_DEFAULTS[option])
+
+
 def build_strategy(name: str, domain: str = "chem", encoder_kwargs: dict | None = None, **options: Any) -> "Strategy":
     """Instantiate strategy ``name`` of ``domain`` with an encoder built from ``encoder_kwargs``.
 
@@ -117,6 +131,10 @@ class Strategy(torch.nn.Module):
     needs_labels: ClassVar[bool] = False
     #: The ``--dataset`` used when none is given.
     default_dataset: ClassVar[str] = "zinc"
+    #: Training options this method's official recipe uses where they differ from or fix the paper's
+    #: (``epochs``, ``batch_size``, ``lr``, ``decay``); ``scripts/pretrain.py`` applies them when the flag
+    #: is not given (:func:`training_default`). Empty: the paper's 100 epochs, batch 256, lr 1e-3, decay 0.
+    training_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, encoder_kwargs: dict, **options: Any) -> None:
         super().__init__()
@@ -180,6 +198,12 @@ def signed_accuracy(pos: Tensor, neg: Tensor) -> float:
     if not parts:
         return float("nan")
     return float(torch.stack(parts).mean())
+
+
+def full_precision(t: Tensor) -> Tensor:
+    """``t`` in float32 if autocast made it bf16/fp16 (losses are computed in full precision); float32 and
+    float64 stay as they are (the fidelity tests run in float64)."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
 
 
 def zero_loss(module: torch.nn.Module) -> Tensor:

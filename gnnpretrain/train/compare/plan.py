@@ -38,6 +38,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "strategies": [
             "none", "infomax", "edgepred", "attrmasking", "contextpred", "supervised",
             "infomax+supervised", "edgepred+supervised", "attrmasking+supervised", "contextpred+supervised",
+            # the two families follow-up work measures against (issue 23), chained the same way
+            "graphcl", "graphmae", "graphcl+supervised", "graphmae+supervised",
         ],
         "datasets": ["bbbp", "tox21", "toxcast", "sider", "clintox", "muv", "hiv", "bace"],
         "seeds": list(range(10)),
