@@ -240,6 +240,10 @@ def runtime_info(device: str | torch.device | None = None) -> dict[str, Any]:
         "device": str(dev) if dev is not None else None,
         "machine": platform.machine(),
     }
+    from gnnpretrain.hardware import cpu_capability, cpu_model
+
+    info["cpu_capability"] = cpu_capability()  # torch's dispatch level (AVX2 / AVX512 ...): speed and rounding
+    info["cpu_model"] = cpu_model()
     if dev is not None and dev.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(dev)
         info["cuda"] = torch.version.cuda

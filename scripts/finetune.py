@@ -110,8 +110,8 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
     p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
                    help="train the seeds as one stacked computation (gnnpretrain.train.fused: the same files, results "
                    "equal to separate runs' in distribution — bitwise with --fused-kernels exact; unsupported options "
-                   "fall back to separate runs). Default: fused with --amp on CPU, where it measured 2x faster than "
-                   "separate runs (benchmarks/RESULTS.md); otherwise not fused (fp32 on CPU: within noise of separate "
+                   "fall back to separate runs). Default: fused with --amp on a CPU with native bf16, where it measured "
+                   "2x faster than separate runs (benchmarks/RESULTS.md); otherwise not fused (fp32 on CPU: within noise of separate "
                    "runs; GPU: not measured yet)")
     p.add_argument("--fuse-max", type=int, default=None, metavar="N",
                    help="at most N models per fused group (default: automatic — 10 on CPU, measured from "
@@ -121,8 +121,12 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
                    "fixed-shape blocks, fused Adam: equal to separate runs to float rounding, dropout masks from the "
                    "same distribution), batched on GPUs; exact = CPU kernels bit-equal to separate runs (slower)")
     p.add_argument("--amp", action="store_true",
-                   help="bf16 autocast for the model (loss, metrics, optimizer stay fp32); changes results "
-                   "slightly, so it is part of the configuration (see chem/README.md)")
+                   help="bf16 for the model's products where the device multiplies bf16 natively (AVX512-BF16/AMX "
+                   "CPUs, CUDA 8.0+; loss, metrics, optimizer stay fp32), else fp32 with a one-line warning; "
+                   "changes results slightly, so it is part of the configuration (see chem/README.md)")
+    p.add_argument("--amp-dtype", default="auto", choices=("auto", "bf16"),
+                   help="with --amp: auto = bf16 where native, else fp32; bf16 = bf16 or an error (exit 2) where "
+                   "it is not native (implies --amp)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -184,7 +188,10 @@ def main(argv: list[str] | None = None) -> dict:
         from gnnpretrain.utils import resolve_device
 
         try:
-            args.fused = bool(args.amp) and resolve_device(args.device).type == "cpu"
+            from gnnpretrain.hardware import native_bf16
+
+            device = resolve_device(args.device)
+            args.fused = bool(args.amp or args.amp_dtype == "bf16") and device.type == "cpu" and native_bf16(device)[0]
         except ValueError:
             args.fused = False  # FinetuneConfig reports the bad device
     try:
@@ -197,7 +204,8 @@ def main(argv: list[str] | None = None) -> dict:
             cache=args.cache, output=args.output, name=args.name, device=args.device,
             num_workers=args.num_workers, num_threads=threads, jobs=jobs, report=args.report, overwrite=args.overwrite,
             progress=not args.no_progress, trust_pickle=args.trust_pickle, smiles_column=args.smiles_column,
-            target_columns=args.target_columns, task_type=args.task, amp=args.amp, fuse_max=args.fuse_max,
+            target_columns=args.target_columns, task_type=args.task,
+            amp="force" if args.amp_dtype == "bf16" else args.amp, fuse_max=args.fuse_max,
             fused_kernels=args.fused_kernels,
             fused=args.fused,
         )

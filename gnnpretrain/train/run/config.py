@@ -68,7 +68,10 @@ class FinetuneConfig:
     smiles_column: str | None = None
     target_columns: list[str] | None = None
     task_type: str | None = None
-    amp: bool = False  # bf16 autocast (changes results: a RESULT_KEY)
+    # bf16 (changes results: a RESULT_KEY). True (--amp): bf16 where the device multiplies bf16 natively,
+    # else fp32 with a one-line warning; "force" (--amp-dtype bf16): bf16 or a UserError. Resolved on
+    # construction (gnnpretrain.hardware.resolve_amp), so the field always says what is computed.
+    amp: bool = False
     fused: bool = False  # train the seeds as one stacked computation (gnnpretrain.train.fused); bookkeeping
     fuse_max: int | None = None  # cap on models per fused group (None: automatic)
     # kernels of a fused group (gnnpretrain.nn.stacked.KERNELS): "auto" = "sparse" on CPU (fast,
@@ -77,6 +80,7 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         self.seeds = parse_seeds(self.seeds)
+        self._resolve_amp()
         if isinstance(self.target_columns, str):
             self.target_columns = [c.strip() for c in self.target_columns.split(",") if c.strip()]
         if self.target_columns is not None:
@@ -103,6 +107,32 @@ class FinetuneConfig:
             raise ValueError(f"fuse_max must be >= 1 (or None for automatic), got {self.fuse_max}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+
+    def _resolve_amp(self) -> None:
+        """``amp`` becomes the dtype actually computed: never bf16 through a scalar fallback (issue 18)."""
+        if self.amp is False or self.amp is None:
+            self.amp = False
+            return
+        import warnings
+
+        import torch
+
+        from gnnpretrain.hardware import resolve_amp
+        from gnnpretrain.utils import resolve_device
+
+        try:
+            device = resolve_device(self.device)
+        except ValueError:  # a bad device is reported where it is used
+            device = torch.device("cpu")
+        decision = resolve_amp("force" if self.amp == "force" else True, device)  # "force": UserError if not native
+        if decision.fell_back:
+            warnings.warn(decision.reason, stacklevel=3)
+        self.amp = decision.enabled
+
+    @property
+    def compute_dtype(self) -> str:
+        """``"bfloat16"`` or ``"float32"``: what the model's products run in (recorded in every seed file)."""
+        return "bfloat16" if self.amp else "float32"
 
     def _resolve_input_model(self) -> None:
         """A hub name becomes its local file; unset architecture options come from the checkpoint."""

@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import torch
 
+from gnnpretrain.hardware import hardware_info
 from gnnpretrain.train.objectives import Objective, TargetScaler
 from gnnpretrain.train.run.config import (
     RESULT_FORMAT,
@@ -66,6 +67,8 @@ def make_record(task: Task, seed: int, config: FinetuneConfig, curve: list[dict]
         "last": pick(last),
         "best_valid": pick(best),
         "wall_time_s": wall_time_s,
+        "compute_dtype": config.compute_dtype,
+        "hardware": hardware_info(device),
         "device": str(device),
         "torch_version": torch.__version__,
         "runtime": runtime_info(device),
