@@ -82,7 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     g.add_argument("--seed", type=int, default=0)
     add_threads_argument(g)
-    g.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (ignored with a warning on CPU)")
+    g.add_argument("--amp", action="store_true",
+                   help="bf16 autocast where the device multiplies bf16 natively (CUDA compute capability 8.0+, CPUs "
+                   "with AVX512-BF16/AMX-BF16); elsewhere fp32, said in one line")
+    g.add_argument("--amp-dtype", default="auto", choices=("auto", "bf16"),
+                   help="with --amp: auto = bf16 where native, else fp32; bf16 = bf16 or an error (exit 2) where "
+                   "it is not native (implies --amp)")
     g.add_argument("--resume", action="store_true", help="continue the run in --output from its last finished epoch")
     g.add_argument("--overwrite", action="store_true", help="start afresh even if --output holds a run")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -163,6 +168,10 @@ def main(argv: list[str] | None = None):
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = resolve_device(args.device)
+    if args.amp_dtype == "bf16":  # refused in the first second (one line, exit 2), not after loading data
+        from gnnpretrain.hardware import resolve_amp
+
+        resolve_amp("force", device)
     if device.type == "cpu":
         from gnnpretrain.runtime import apply_threads
 
@@ -280,10 +289,17 @@ def _run_locked(args, cls, strategy_opts: dict, device: torch.device, rank: int,
     }
     history = pretrain(
         strategy, loader, epochs=args.epochs, lr=args.lr, weight_decay=args.decay, device=device, out_dir=output,
-        resume=args.resume, amp=args.amp, config=config, output_model_file=args.output_model_file, seed=args.seed,
+        resume=args.resume, amp=_amp_request(args), config=config, output_model_file=args.output_model_file, seed=args.seed,
         overwrite=args.overwrite, progress=not args.no_progress, trust_pickle=args.trust_pickle,
     )
     return strategy, history
+
+
+def _amp_request(args) -> bool | str:
+    """``--amp`` -> bf16 where native (``True``); ``--amp-dtype bf16`` -> bf16 or an error (``"force"``)."""
+    if args.amp_dtype == "bf16":
+        return "force"
+    return bool(args.amp)
 
 
 def argv_is_cli() -> bool:

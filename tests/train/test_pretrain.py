@@ -33,12 +33,12 @@ def store(data_dir):
     return GraphStore.from_data_list([g for g in map(smiles_to_graph, smiles) if g is not None])
 
 
-def _run(store, out_dir, epochs, resume=False, name="attrmasking", lr=1e-3, **kw):
+def _run(store, out_dir, epochs, resume=False, name="attrmasking", lr=1e-3, log=lambda s: None, **kw):
     torch.manual_seed(0)
     strategy = build_strategy(name, encoder_kwargs=TINY)
     loader = make_pretrain_loader(store, batch_size=40, seed=0)
     history = pretrain(strategy, loader, epochs=epochs, lr=lr, device="cpu", out_dir=out_dir, resume=resume,
-                       progress=False, log=lambda s: None, **kw)
+                       progress=False, log=log, **kw)
     return strategy, history
 
 
@@ -90,11 +90,50 @@ def test_resume_refuses_other_config_and_existing_run(store, tmp_path):
     _run(store, tmp_path / "r", epochs=1, overwrite=True)  # explicit restart is allowed
 
 
-def test_amp_on_cpu_warns_and_trains_in_float32(store, tmp_path):
-    with pytest.warns(UserWarning, match="only used on CUDA"):
-        _, history = _run(store, tmp_path / "amp", epochs=1, amp=True)
+def _mock_chip(monkeypatch, native: bool) -> None:
+    """An AVX2-only AMD EPYC (issue 18's chip) or an AVX512-BF16 one, whatever this machine is."""
+    from gnnpretrain import hardware
+
+    flags = dict(avx2=True, avx512f=native, avx512_bf16=native, amx_bf16=False)
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: dict(flags))
+    monkeypatch.setattr(hardware, "cpu_capability", lambda: "AVX512" if native else "AVX2")
+    monkeypatch.setattr(hardware, "cpu_model", lambda: "AMD EPYC (mocked)")
+
+
+def test_amp_without_native_bf16_trains_fp32_and_says_so(store, tmp_path, monkeypatch):
+    _mock_chip(monkeypatch, native=False)
+    lines: list[str] = []
+    _, history = _run(store, tmp_path / "amp", epochs=1, amp=True, log=lines.append)
+    said = [ln for ln in lines if "bf16" in ln]
+    assert len(said) == 1 and said[0].startswith("--amp: running fp32, not bf16: CPU AMD EPYC (mocked)")
     cfg = json.loads((tmp_path / "amp" / "config.json").read_text())
-    assert cfg["training"]["amp"] is False and history[0]["loss"] > 0
+    assert cfg["training"]["amp"] is False and cfg["training"]["compute_dtype"] == "float32"
+    assert cfg["hardware"]["cpu_capability"] == "AVX2" and cfg["hardware"]["native_bf16"] is False
+    assert history[0]["runtime"]["compute_dtype"] == "float32" and history[0]["loss"] > 0
+
+
+def test_amp_with_native_bf16_autocasts_on_cpu(store, tmp_path, monkeypatch):
+    """Where bf16 is native, ``--amp`` is bf16 autocast on CPU too (not only CUDA): the run's
+    losses differ from fp32's, and the records say bfloat16."""
+    _mock_chip(monkeypatch, native=True)
+    _, h32 = _run(store, tmp_path / "fp32", epochs=1, log=lambda s: None)
+    _, h16 = _run(store, tmp_path / "bf16", epochs=1, amp=True, log=lambda s: None)
+    cfg = json.loads((tmp_path / "bf16" / "config.json").read_text())
+    assert cfg["training"]["amp"] is True and cfg["training"]["compute_dtype"] == "bfloat16"
+    assert json.loads((tmp_path / "fp32" / "config.json").read_text())["training"]["compute_dtype"] == "float32"
+    assert h16[0]["runtime"]["compute_dtype"] == "bfloat16" and h16[0]["loss"] != h32[0]["loss"]
+
+
+def test_forced_bf16_without_native_support_is_refused_first(store, tmp_path, monkeypatch, script):
+    from gnnpretrain.hardware import Bf16UnsupportedError
+
+    _mock_chip(monkeypatch, native=False)
+    with pytest.raises(Bf16UnsupportedError, match="bf16 was forced"):
+        _run(store, tmp_path / "forced", epochs=1, amp="force")
+    assert not (tmp_path / "forced" / "config.json").exists()  # refused before anything was written
+    with pytest.raises(Bf16UnsupportedError, match="bf16 was forced"):  # the CLI: before any data is read
+        script.main(_cli(tmp_path, "--strategy", "attrmasking", "--amp-dtype", "bf16", "--output", str(tmp_path / "f2")))
+    assert not (tmp_path / "f2").exists() and not (tmp_path / "cache").exists()
 
 
 # ---------------------------------------------------------------------------------------- the CLI
