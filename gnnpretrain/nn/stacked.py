@@ -182,23 +182,25 @@ class _BatchNormReluDropout(torch.autograd.Function):
     (``relu(z) * s == relu(z * s)`` for ``s > 0``), then an in-place ReLU and an in-place mask. After
     a ReLU no mask is kept for the backward: an output entry is > 0 exactly where neither ReLU nor
     dropout stopped the gradient. The backward is torch's BatchNorm backward
-    (``native_batch_norm_backward.out``) per model on the gated gradient.
+    (``native_batch_norm_backward.out``) per model on the gated gradient. A bf16 input (the bf16
+    products' output) is widened model by model in cache, and its gradient returned in bf16: no
+    ``[M, d]`` fp32 copy of it either way.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor, running_var: Tensor,  # type: ignore[override]
                 seg: list, relu: bool, masks: Tensor | None, scale: float, momentum: float, eps: float) -> Tensor:
         x = x.contiguous()
-        y = torch.empty_like(x)
+        y = torch.empty(x.shape, dtype=weight.dtype, device=x.device)  # a bf16 input gives an fp32 output
         G, d = weight.shape
         w_s, b_s = weight * scale, bias * scale
-        means, invstds = x.new_empty(G, d), x.new_empty(G, d)
+        means, invstds = weight.new_empty(G, d), weight.new_empty(G, d)
         a0 = 0
         with torch.no_grad():
             for g, n in enumerate(seg):
                 yg = y[a0:a0 + n]
-                _aten.native_batch_norm.out(x[a0:a0 + n], w_s[g], b_s[g], running_mean[g], running_var[g], True, momentum,
-                                            eps, out=yg, save_mean=means[g], save_invstd=invstds[g])
+                _aten.native_batch_norm.out(x[a0:a0 + n].to(weight.dtype), w_s[g], b_s[g], running_mean[g], running_var[g],
+                                            True, momentum, eps, out=yg, save_mean=means[g], save_invstd=invstds[g])
                 if relu:
                     yg.clamp_min_(0)
                 if masks is not None:
@@ -214,6 +216,7 @@ class _BatchNormReluDropout(torch.autograd.Function):
         x, y, w_s, means, invstds, keep = ctx.saved_tensors
         grad = grad.contiguous()
         gx = torch.empty_like(x)
+        cast = x.dtype != w_s.dtype
         gw, gb = torch.empty_like(w_s), torch.empty_like(w_s)
         a0 = 0
         for g, n in enumerate(ctx.seg):
@@ -222,8 +225,12 @@ class _BatchNormReluDropout(torch.autograd.Function):
                 gg = _aten.threshold_backward(gg, y[a0:a0 + n], 0)
             elif keep is not None:
                 gg = gg * keep[a0:a0 + n]
-            _aten.native_batch_norm_backward.out(gg, x[a0:a0 + n], w_s[g], None, None, means[g], invstds[g], True, ctx.eps,
-                                                 [True, True, True], out0=gx[a0:a0 + n], out1=gw[g], out2=gb[g])
+            xg = x[a0:a0 + n].to(w_s.dtype)
+            gxg = torch.empty_like(xg) if cast else gx[a0:a0 + n]
+            _aten.native_batch_norm_backward.out(gg, xg, w_s[g], None, None, means[g], invstds[g], True, ctx.eps,
+                                                 [True, True, True], out0=gxg, out1=gw[g], out2=gb[g])
+            if cast:
+                gx[a0:a0 + n] = gxg
             a0 += n
         s = ctx.scale
         return gx, gw.mul_(s), gb.mul_(s), None, None, None, None, None, None, None, None
@@ -300,59 +307,72 @@ class _PerModelLinear(torch.autograd.Function):
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, seg: list, dtype: torch.dtype,  # type: ignore[override]
                 out_dtype: torch.dtype, relu_out: bool = False, relu_in: bool = False) -> Tensor:
         bucket = dtype == torch.bfloat16
-        xc, wc = x.to(dtype).contiguous(), weight.to(dtype)
+        wc = weight.to(dtype)
         bc = None if bias is None else bias.to(dtype)
+        cast = x.dtype != dtype
+        xfull = None if cast else x.contiguous()
         out = torch.empty((x.size(0), weight.size(1)), dtype=dtype, device=x.device)
+        xcs = []
         a = 0
         for g, n in enumerate(seg):
+            # a cast input is cast model by model (about 1 MB, in cache just before its product)
+            # rather than as one [M, in] copy: no large fresh tensor per product
+            xg = x[a:a + n].to(dtype) if cast else xfull[a:a + n]
             head, tail = _head_tail(n) if bucket else (n, 0)
             if head:
                 if bc is None:
-                    torch.mm(xc[a:a + head], wc[g].t(), out=out[a:a + head])
+                    torch.mm(xg[:head], wc[g].t(), out=out[a:a + head])
                 else:
-                    torch.addmm(bc[g], xc[a:a + head], wc[g].t(), out=out[a:a + head])
+                    torch.addmm(bc[g], xg[:head], wc[g].t(), out=out[a:a + head])
             if tail:
-                prod = torch.mm(_tile(xc[a + head:a + n]), wc[g].t()) if bc is None else \
-                    torch.addmm(bc[g], _tile(xc[a + head:a + n]), wc[g].t())
+                prod = torch.mm(_tile(xg[head:]), wc[g].t()) if bc is None else torch.addmm(bc[g], _tile(xg[head:]), wc[g].t())
                 out[a + head:a + n] = prod[:tail]
+            xcs.append(xg)
             a += n
         if relu_out:
             out.clamp_min_(0)
-        ctx.save_for_backward(xc, wc)
+        ctx.save_for_backward(wc, *xcs)
         ctx.seg, ctx.bucket, ctx.relu_in = seg, bucket, relu_in
         ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
         return out if out_dtype == dtype else out.to(out_dtype)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        xc, wc = ctx.saved_tensors
+        wc, *xcs = ctx.saved_tensors
         xd, wd, bd = ctx.dtypes
-        gc = grad.to(xc.dtype).contiguous()
-        gx = torch.empty_like(xc) if ctx.needs_input_grad[0] else None
+        dt = wc.dtype
+        grad = grad.contiguous()
+        gx = torch.empty((grad.size(0), wc.size(2)), dtype=xd, device=grad.device) if ctx.needs_input_grad[0] else None
         gw = torch.empty_like(wc)
-        gb = None if bd is None else torch.stack([gg.float().sum(0) for gg in grad.split(ctx.seg)])
+        gb = None if bd is None else torch.stack([gg.sum(0, dtype=torch.float32) for gg in grad.split(ctx.seg)])
         a = 0
         for g, n in enumerate(ctx.seg):
+            xg = xcs[g]
+            gg = grad[a:a + n].to(dt)  # model by model, as the forward's casts (a no-op without one)
+            # the input gradient in the compute dtype: straight into gx when the dtypes agree
+            gxg = None if gx is None else (gx[a:a + n] if xd == dt else torch.empty((n, wc.size(2)), dtype=dt, device=grad.device))
             head, tail = _head_tail(n) if ctx.bucket else (n, 0)
             if head:
-                if gx is not None:
-                    torch.mm(gc[a:a + head], wc[g], out=gx[a:a + head])
-                torch.mm(gc[a:a + head].t(), xc[a:a + head], out=gw[g])
+                if gxg is not None:
+                    torch.mm(gg[:head], wc[g], out=gxg[:head])
+                torch.mm(gg[:head].t(), xg[:head], out=gw[g])
             if tail:
-                gt, xt = _tile(gc[a + head:a + n]), _tile(xc[a + head:a + n])
-                if gx is not None:
-                    gx[a + head:a + n] = torch.mm(gt, wc[g])[:tail]
+                gt, xt = _tile(gg[head:]), _tile(xg[head:])
+                if gxg is not None:
+                    gxg[head:] = torch.mm(gt, wc[g])[:tail]
                 if head:
                     gw[g] += torch.mm(gt.t(), xt)
                 else:
                     torch.mm(gt.t(), xt, out=gw[g])
             elif not head:
                 gw[g].zero_()
+            if gxg is not None:
+                if ctx.relu_in:  # the producer's ReLU: zero where its output was 0, in place
+                    torch.ops.aten.threshold_backward.grad_input(gxg, xg, 0, grad_input=gxg)
+                if gxg.dtype != xd:
+                    gx[a:a + n] = gxg
             a += n
-        if gx is not None and ctx.relu_in:  # the producer's ReLU: zero where its output was 0, in place
-            torch.ops.aten.threshold_backward.grad_input(gx, xc, 0, grad_input=gx)
-        return ((None if gx is None else gx.to(xd)), gw.to(wd), (None if gb is None else gb.to(bd)),
-                None, None, None, None, None)
+        return gx, gw.to(wd), (None if gb is None else gb.to(bd)), None, None, None, None, None
 
 
 class StackedGraphPred(nn.Module):
@@ -490,6 +510,9 @@ class StackedGraphPred(nn.Module):
         # sparse kernels: the whole neighbourhood sum of a layer, messages and edge embeddings, is
         # one product S @ [h; bond table; direction table] with S fixed for the batch
         self._agg = self._agg0 = None
+        #: the layers' BatchNorm + ReLU + dropout as one node (sparse kernels, training, CPU); it takes
+        #: the bf16 products' output as it is
+        self._bn_node = self.kernels == "sparse" and self.training and dev.type == "cpu"
         if tables:
             self._agg = self._aggregation_operator(row, col, bond_idx, dir_idx, G, M, ftype)
             self._agg0 = self._input_operator(row, col, bond, direction, edge_model, node_model, fb.x, G, M, ftype)
@@ -513,7 +536,7 @@ class StackedGraphPred(nn.Module):
                 h = self._conv0(pre, sl, G, w1, w2, e1, e2)
             else:
                 h = self._conv(pre, sl, h, row, col, eemb, G, M, e1, e2, bond_idx, dir_idx)
-            if self.kernels == "sparse" and self.training and dev.type == "cpu":
+            if self._bn_node:
                 h = self._bn_relu_dropout(layer, sl, h)
             else:
                 h = self._batch_norm(layer, sl, h, fb, mask)
@@ -622,7 +645,7 @@ class StackedGraphPred(nn.Module):
         twb = torch.cat([tw.view(G, T, -1), b.unsqueeze(1)], dim=1).reshape(G * (T + 1), -1)
         if self.gnn_type == "gin":
             z = _sparse_product(twb, *self._agg0, relu_out=True)
-            return self._dense(z, pre + "mlp.2", sl, relu_in=True)
+            return self._dense(z, pre + "mlp.2", sl, keep_bf16=self._bn_node, relu_in=True)
         z = _sparse_product(twb, *self._agg0)
         out = _sparse_product(torch.cat([z, e1.reshape(-1, d), e2.reshape(-1, d)]), *self._agg)
         return F.normalize(out, p=2, dim=-1) if self.gnn_type == "graphsage" else out
@@ -674,7 +697,7 @@ class StackedGraphPred(nn.Module):
                 aggr = scatter(h.index_select(0, col) + eemb, row, dim=0, dim_size=M, reduce="sum")
             if self.kernels == "sparse":  # the MLP's ReLU inside the two products (no tensor of its own)
                 z = self._dense(aggr, pre + "mlp.0", sl, keep_bf16=True, relu_out=True)
-                return self._dense(z, pre + "mlp.2", sl, relu_in=True)
+                return self._dense(z, pre + "mlp.2", sl, keep_bf16=self._bn_node, relu_in=True)
             return self._dense(F.relu(self._dense(aggr, pre + "mlp.0", sl, keep_bf16=True)), pre + "mlp.2", sl)
         if self._agg is not None:  # gcn / graphsage: the operator carries the normalisation
             xl = self._dense(h, pre + "linear", sl)
