@@ -12,7 +12,9 @@ dropout 0.5, Adam, it times training steps (forward + backward + Adam; batch col
   batched kernels);
 
 in fp32 and bf16 (``--amp`` semantics), reporting graphs/s (training graphs per second summed over
-models), the ratio to ``separate`` in the same precision and to ``separate`` fp32, and peak memory.
+models; also per CPU-second of the process, which other jobs on a shared machine disturb less), the
+ratio to ``separate`` in the same precision and to ``separate`` fp32, and peak memory.
+``benchmarks/bench_floor.py`` reuses its loops and sets them against the matrix-multiply floor.
 Each configuration runs in its own subprocess, so peak RSS (CPU) is its own; a measurement is a
 fixed number of timed steps after warm-up steps (not whole epochs), so a CPU run takes minutes.
 

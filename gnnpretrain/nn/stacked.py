@@ -21,8 +21,14 @@ Three kernel sets (:data:`KERNELS`), measured in ``benchmarks/RESULTS.md``:
   neighbourhood sum (messages *and* edge embeddings) is one product with a sparse matrix built once
   per batch, readout is a sparse product, dense layers write every model's rows into one output
   (:class:`_PerModelLinear`; in bf16 on zero-padded blocks of :data:`BF16_ROW_BUCKET` rows, so the
-  compiled oneDNN kernels are reused), and dropout masks come from 16 raw random bits per element.
-  Equal to ``exact`` to float rounding.
+  compiled oneDNN kernels are reused; casts model by model), layer 0's first product runs on the
+  embedding tables' rows instead of the nodes' (:meth:`StackedGraphPred._input_operator`, ~10% of a
+  GIN step's matrix FLOPs), the GIN MLP's ReLU lives inside its two products, and in training each
+  layer's BatchNorm + ReLU + dropout is one autograd node (:class:`_BatchNormReluDropout`, masks
+  from 8 or 16 raw random bits per element). A training step is mostly its dense products: in fp32
+  it ran at 0.83 of the throughput of those products alone, 1.35x the separate loop (10 GIN 5 x 300
+  models, one thread of an AMD EPYC Zen 4 with avx512f/avx512_bf16, shared machine;
+  ``benchmarks/bench_floor.py``, benchmarks/RESULTS.md). Equal to ``exact`` to float rounding.
 * ``batched`` (GPU): nodes in a padded ``[G, Nmax, d]`` block, every dense layer one batched matmul,
   BatchNorm statistics over real nodes only (pads masked), attention split into node and edge-type
   parts; far fewer kernel launches.
@@ -413,7 +419,8 @@ class StackedGraphPred(nn.Module):
         #: per-model BatchNorm of ``exact``, but GIN/GCN/GraphSAGE aggregation as one sparse-matrix
         #: product per layer (edge embeddings summed through per-node bond-type counts, no
         #: ``[E, d]`` gathered tensor), readout as a sparse product, dense layers through
-        #: :class:`_PerModelLinear`, and dropout masks from raw random bits (:func:`_keep_mask`).
+        #: :class:`_PerModelLinear`, layer 0 on the embedding tables, and BatchNorm + ReLU + dropout
+        #: as one node with masks from raw random bits (:func:`_keep_bits`).
         #: Sums are taken in another order, so one step equals ``exact`` to float rounding (tested),
         #: not bitwise; dropout masks have the same distribution, not the same draws.
         if kernels is None:
