@@ -241,8 +241,9 @@ def _pretrain(
         resume: continue from ``out_dir/checkpoint.pth`` (a config differing from the saved
             ``config.json`` is a :class:`ConfigMismatchError`); without a checkpoint, start afresh.
         amp: bf16 autocast where the device multiplies bf16 natively (GPUs of compute capability 8.0+,
-            CPUs with AVX512-BF16 or AMX-BF16: measured 1.9-2.1x the fp32 graphs/s of an attribute-
-            masking step on an AVX512-BF16 AMD EPYC); elsewhere fp32 with one logged line saying so
+            CPUs with AVX512-BF16 or AMX-BF16: measured about 2x the fp32 graphs/s of an attribute-
+            masking step, GIN 5 x 300, batch 256, one thread of an AMD EPYC Zen 4 with avx512_bf16, see
+            benchmarks/RESULTS.md); elsewhere fp32 with one logged line saying so
             (bf16 there runs ATen's scalar fallback, several times slower than fp32). ``"force"``
             asks for bf16 or a :class:`~gnnpretrain.hardware.Bf16UnsupportedError` (exit 2 from the
             CLI). See :func:`gnnpretrain.hardware.resolve_amp`; ``config.json`` records the dtype used
