@@ -132,11 +132,12 @@ def test_scripts_writing_into_an_unwritable_folder_give_one_line(tmp_path, run_s
 
     repo = Path(__file__).resolve().parents[1]
     committed = repo / "chem" / "results" / "architectures.csv"
+    before = committed.read_bytes()
     folder = unwritable_folder(tmp_path)
     line = _one_error_line(run_script("merge_ledgers", str(committed), "--ledger", str(folder / "merged.csv")))
     assert "--ledger" in line and str(folder) in line
     line = _one_error_line(run_script("compare", "--report-only", "--ledger", str(committed), "--output",
                                       str(folder / "tables")))
     assert str(folder / "tables") in line and ".tmp" not in line
-    assert len(Ledger(committed).read()) == 4  # untouched
+    assert committed.read_bytes() == before and Ledger(committed).read()  # untouched, still readable
     assert os.access(committed, os.R_OK)

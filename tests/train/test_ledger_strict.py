@@ -34,7 +34,9 @@ from gnnpretrain.train.compare.ledger import (
 from gnnpretrain.train.compare.report import report_from_ledger
 
 REPO = Path(__file__).resolve().parents[2]
-COMMITTED = REPO / "chem" / "results" / "architectures.csv"
+COMMITTED = REPO / "chem" / "results" / "architectures.csv"  # grows with the campaign
+#: The committed ledger as it was before the campaign (format 1, four lines): the fixed input of these tests.
+FORMAT1 = REPO / "tests" / "fixtures" / "ledger_format1.csv"
 MOLECULEACE = REPO / "chem" / "results" / "moleculeace.csv"
 
 
@@ -52,7 +54,7 @@ def _write(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 
 def _copy(tmp_path: Path, name: str = "arch.csv") -> Path:
     dest = tmp_path / name
-    dest.write_bytes(COMMITTED.read_bytes())
+    dest.write_bytes(FORMAT1.read_bytes())
     return dest
 
 
@@ -75,14 +77,19 @@ def _line(seed: int, auc: float = 0.71, **extra) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- formats and columns
 def test_committed_ledger_reads_and_keeps_its_hashes():
-    """The four committed lines are valid; their hashes are what today's code computes for them."""
-    led = Ledger(COMMITTED)
+    """The four lines committed before the campaign are valid, still in the committed ledger (which
+    the campaign grows), and their hashes are what today's code computes for them."""
+    led = Ledger(FORMAT1)
     lines = led.read()
     assert len(lines) == 4 and led.format() == 1 and LEDGER_FORMAT == 2
     assert all(ln["compute_dtype"] == "" and ln["cpu_capability"] == "" for ln in lines)
+    grown = {(ln["row"], ln["dataset"], ln["seed"]): ln for ln in Ledger(COMMITTED).read()}
+    for ln in lines:
+        kept = grown[ln["row"], ln["dataset"], ln["seed"]]
+        assert kept["config_hash"] == ln["config_hash"] and kept["test_auc_best_valid"] == ln["test_auc_best_valid"]
     assert lines[0]["config_hash"] == "a99242885caf6d40" == config_hash(_record(0, 0.5)["config"])
     assert _line(0)["config_hash"] == lines[0]["config_hash"]  # a new line of that cell matches the old one
-    assert tuple(_rows(COMMITTED)[0]) == COLUMNS_V1
+    assert tuple(_rows(FORMAT1)[0]) == COLUMNS_V1
 
 
 def test_compute_columns_are_recorded_but_never_hashed():
@@ -115,7 +122,7 @@ def test_appending_to_a_format1_file_upgrades_it_without_touching_old_values(tmp
 
 
 def test_unknown_header_and_future_lines_are_refused(tmp_path):
-    header, rows = _rows(COMMITTED)
+    header, rows = _rows(FORMAT1)
     bad = _write(tmp_path / "x.csv", header[:-1], [r[:-1] for r in rows])
     with pytest.raises(LedgerFormatError, match=r"x\.csv: not a ledger of a known format \(missing columns \['finished_at'\]"):
         Ledger(bad).read()
@@ -146,7 +153,7 @@ MALFORMED = [
 
 @pytest.mark.parametrize("column,value,message", MALFORMED, ids=[f"{c}={v!r}" for c, v, _ in MALFORMED])
 def test_malformed_value_names_file_line_and_column(tmp_path, run_script, column, value, message):
-    header, rows = _rows(COMMITTED)
+    header, rows = _rows(FORMAT1)
     rows[2][header.index(column)] = value
     path = _write(tmp_path / "edited.csv", header, rows)
     where = rf"edited\.csv line 4, column {header.index(column) + 1} \({column}\): .*{message}"
@@ -181,7 +188,7 @@ def test_a_line_that_would_not_read_back_is_not_written(tmp_path):
 
 # -------------------------------------------------------------------------- duplicates, conflicts
 def test_identical_and_repeated_lines_collapse_with_one_warning(tmp_path, run_script):
-    header, rows = _rows(COMMITTED)
+    header, rows = _rows(FORMAT1)
     again = list(rows[1])
     again[header.index("finished_at")] = "2026-12-03T09:00:00Z"  # the same result, recorded again elsewhere
     again[header.index("test_auc_best_valid")] += "0"  # 0.83...4 written 0.83...40: the same number
@@ -207,7 +214,7 @@ def test_identical_and_repeated_lines_collapse_with_one_warning(tmp_path, run_sc
 
 def test_conflicting_line_is_refused_naming_both_lines(tmp_path, run_script):
     """The issue's case: a 0.99 line for a cell that already has a score would have been averaged in."""
-    header, rows = _rows(COMMITTED)
+    header, rows = _rows(FORMAT1)
     other = list(rows[0])
     other[header.index("test_auc_best_valid")] = "0.99"
     path = _write(tmp_path / "conflict.csv", header, [*rows, other])
@@ -231,7 +238,7 @@ def test_conflicting_line_is_refused_naming_both_lines(tmp_path, run_script):
 
 
 def test_mixed_protocols_and_regrown_rows_are_refused_on_read(tmp_path):
-    header, rows = _rows(COMMITTED)
+    header, rows = _rows(FORMAT1)
     other = list(rows[0])
     other[header.index("seed")], other[header.index("epochs")] = "5", "10"
     with pytest.raises(LedgerMismatchError, match=r"line 6: another fine-tuning protocol than .* line 2 \(epochs: '100' vs '10'\)"):
@@ -248,7 +255,7 @@ def test_mixed_protocols_and_regrown_rows_are_refused_on_read(tmp_path):
 
 # ------------------------------------------------------------------------------------- merging
 def test_merge_ledgers_of_two_machines(tmp_path, run_script):
-    header, rows = _rows(COMMITTED)
+    header, rows = _rows(FORMAT1)
     a = _write(tmp_path / "a.csv", header, rows[:3])
     b = _write(tmp_path / "b.csv", header, rows[1:])  # rows 1-2 on both machines
     out = tmp_path / "merged" / "all.csv"
@@ -256,7 +263,7 @@ def test_merge_ledgers_of_two_machines(tmp_path, run_script):
         result = merge_ledgers([a, b], out)
     assert result["lines"] == 4 and result["added"] == 4 and result["inputs"] == {str(a): 3, str(b): 3}
     merged = Ledger(out).read()
-    assert merged == Ledger(COMMITTED).read() and Ledger(out).format() == 2
+    assert merged == Ledger(FORMAT1).read() and Ledger(out).format() == 2
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
     # merging again adds nothing and leaves the file as it is
     before = out.read_bytes()
@@ -271,7 +278,7 @@ def test_merge_ledgers_of_two_machines(tmp_path, run_script):
 
 
 def test_merge_refuses_conflicts_protocols_and_malformed_inputs(tmp_path, run_script):
-    header, rows = _rows(COMMITTED)
+    header, rows = _rows(FORMAT1)
     a = _write(tmp_path / "a.csv", header, rows[:2])
     other = list(rows[1])
     other[header.index("test_auc_last")] = "0.5"
