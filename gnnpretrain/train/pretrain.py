@@ -27,38 +27,34 @@ import functools
 import inspect
 import json
 import math
-import random
 import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
-from gnnpretrain.errors import OutputExistsError, UserError
+from gnnpretrain.errors import OutputExistsError
 from gnnpretrain.hardware import cpu_capability, hardware_info, resolve_amp
-from gnnpretrain.train.resume import read_resume_checkpoint, read_run_config
+from gnnpretrain.train.resume import (
+    CONFIG_NAME,
+    ConfigMismatchError,
+    check_resume_config,
+    check_resume_config_early,
+    read_resume_checkpoint,
+    read_run_config,
+    rng_state,
+    set_rng_state,
+)
 from gnnpretrain.utils import atomic_save_safetensors, atomic_torch_save, atomic_write_json, atomic_write_text, resolve_device, runtime_info
 
-__all__ = ["pretrain", "ConfigMismatchError", "CHECKPOINT_NAME", "MODEL_NAME", "CONFIG_NAME", "METRICS_NAME", "epoch_seed"]
+__all__ = ["pretrain", "ConfigMismatchError", "CHECKPOINT_NAME", "MODEL_NAME", "CONFIG_NAME", "METRICS_NAME", "epoch_seed",
+           "check_resume_config_early"]
 
 CHECKPOINT_NAME = "checkpoint.pth"
 MODEL_NAME = "model.pth"
-CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
-
-#: Config keys that may legitimately change between an interrupted run and its resumption.
-RESUME_MUTABLE_KEYS = frozenset(
-    {"epochs", "num_workers", "device", "resume", "overwrite", "output", "output_model_file", "progress", "amp",
-     "data_root", "cache", "input_model_file", "command", "runtime", "trust_pickle", "compute_dtype", "hardware"}
-)
-
-
-class ConfigMismatchError(UserError, ValueError):
-    """``resume`` was asked for, but the run directory was made with a different configuration."""
-
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     """The seed of one (epoch, rank): distinct per epoch and per rank, stable across runs."""
@@ -69,81 +65,6 @@ def _dist_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def _rng_state() -> dict:
-    """RNG states as tensors and plain numbers, so ``checkpoint.pth`` loads with ``weights_only=True``."""
-    version, mt, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "python": {"version": int(version), "state": torch.tensor(mt, dtype=torch.int64), "gauss": gauss},
-        "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    py, npy = state["python"], state["numpy"]
-    if isinstance(py, dict):  # tensors (this format) or Python/NumPy objects (older, trusted checkpoints)
-        py = (py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"])
-    random.setstate(py)
-    if isinstance(npy, dict):
-        npy = (npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached_gaussian"])
-    np.random.set_state(npy)
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-def _comparable(cfg: dict) -> dict:
-    out = {}
-    for k, v in cfg.items():
-        if k in RESUME_MUTABLE_KEYS:
-            continue
-        out[k] = _comparable(v) if isinstance(v, dict) else v
-    return out
-
-
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        lines = []
-        for k in sorted(set(a) | set(b), key=str):
-            lines += _diff(a.get(k, "<absent>"), b.get(k, "<absent>"), f"{prefix}{k}.")
-        return lines
-    return [] if a == b else [f"{prefix.rstrip('.')}: saved {a!r}, now {b!r}"]
-
-
-def _check_resume_config(saved: dict, current: dict, out_dir: Path) -> None:
-    # JSON round-trip so that tuples/paths compare like what was saved.
-    current = json.loads(json.dumps(current, default=str))
-    diffs = _diff(_comparable(saved), _comparable(current))
-    if diffs:
-        raise ConfigMismatchError(
-            f"cannot resume the run in {out_dir}: its configuration differs from this one ("
-            + "; ".join(diffs)
-            + "); use the original settings to resume, or a new --output directory (or --overwrite) to start afresh"
-        )
-
-
-def _subset(saved: Any, partial: Any) -> Any:
-    if isinstance(saved, dict) and isinstance(partial, dict):
-        return {k: _subset(saved.get(k, "<absent>"), v) for k, v in partial.items()}
-    return saved
-
-
-def check_resume_config_early(out_dir: str | Path, partial: dict) -> None:
-    """Compare the keys of ``partial`` with the run's saved ``config.json`` before any data is loaded,
-    so a ``--resume`` with other settings fails in the first second (the full check runs again in
-    :func:`pretrain`). No-op when there is no saved config."""
-    if not (Path(out_dir) / CONFIG_NAME).is_file():
-        return
-    saved = read_run_config(Path(out_dir) / CONFIG_NAME)
-    partial = json.loads(json.dumps(partial, default=str))
-    _check_resume_config(_subset(saved, partial), partial, Path(out_dir))
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -292,7 +213,7 @@ def _pretrain(
     start_epoch = 1
     if resume and ckpt_path.exists():
         saved_cfg = read_run_config(out_dir / CONFIG_NAME)
-        _check_resume_config(saved_cfg, full_config, out_dir)
+        check_resume_config(saved_cfg, full_config, out_dir)
         ckpt = read_resume_checkpoint(ckpt_path, map_location=device, trust_pickle=trust_pickle)
         try:
             strategy.load_state_dict(ckpt["strategy"])
@@ -304,7 +225,7 @@ def _pretrain(
                 f"{ckpt_path} does not fit this run although config.json matches ({str(err).splitlines()[0][:120]}): "
                 "the checkpoint was replaced or damaged; restore it from a copy, or start again with --overwrite"
             ) from None
-        _set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"])
         start_epoch = int(ckpt["epoch"]) + 1
         if rank == 0:
             log(f"resuming {out_dir} after epoch {ckpt['epoch']}")
@@ -439,7 +360,7 @@ def _epochs(strategy, model, loader, optimizer, device, amp_used, seed, rank, wo
                     "strategy": {k: v.detach().cpu() for k, v in strategy.state_dict().items()},
                     "optimizer": optimizer.state_dict(),
                     "epoch": epoch,
-                    "rng": _rng_state(),
+                    "rng": rng_state(),
                     "config": plain_config,
                 },
                 ckpt_path,

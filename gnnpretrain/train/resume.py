@@ -1,4 +1,5 @@
-"""Reading a pre-training run's own files for ``--resume``: ``checkpoint.pth`` and ``config.json``.
+"""Resuming a pre-training run: reading its own files (``checkpoint.pth``, ``config.json``), checking that
+the new run's configuration matches the saved one, and saving / restoring the RNG states.
 
 Why a module of its own: resuming trusts two files that a crash, a hand edit or a copy over them can
 damage. Both are read safely (``weights_only=True``; JSON) and checked to be whole before any of them is
@@ -9,13 +10,20 @@ way out (restore it, or ``--overwrite``) instead of a ``KeyError`` in the middle
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
-from gnnpretrain.errors import CorruptFileError
+import numpy as np
+import torch
+
+from gnnpretrain.errors import CorruptFileError, UserError
 from gnnpretrain.safeload import load_torch
 
-__all__ = ["read_resume_checkpoint", "read_run_config"]
+__all__ = ["read_resume_checkpoint", "read_run_config", "ConfigMismatchError", "RESUME_MUTABLE_KEYS", "CONFIG_NAME",
+           "check_resume_config", "check_resume_config_early", "rng_state", "set_rng_state"]
+
+CONFIG_NAME = "config.json"
 
 _RESUME_KEYS = ("strategy", "optimizer", "epoch", "rng")
 
@@ -72,3 +80,91 @@ def read_run_config(path: str | Path) -> dict:
     if not isinstance(saved, dict):
         raise CorruptFileError(f"{path} does not hold a run configuration (a JSON object); restore it or use --overwrite")
     return saved
+
+
+#: Config keys that may legitimately change between an interrupted run and its resumption.
+RESUME_MUTABLE_KEYS = frozenset(
+    {"epochs", "num_workers", "device", "resume", "overwrite", "output", "output_model_file", "progress", "amp",
+     "data_root", "cache", "input_model_file", "command", "runtime", "trust_pickle", "compute_dtype", "hardware"}
+)
+
+
+class ConfigMismatchError(UserError, ValueError):
+    """``resume`` was asked for, but the run directory was made with a different configuration."""
+
+
+def rng_state() -> dict:
+    """RNG states as tensors and plain numbers, so ``checkpoint.pth`` loads with ``weights_only=True``."""
+    version, mt, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": {"version": int(version), "state": torch.tensor(mt, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore the states :func:`rng_state` saved (or an older trusted checkpoint's Python/NumPy objects)."""
+    py, npy = state["python"], state["numpy"]
+    if isinstance(py, dict):  # tensors (this format) or Python/NumPy objects (older, trusted checkpoints)
+        py = (py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"])
+    random.setstate(py)
+    if isinstance(npy, dict):
+        npy = (npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached_gaussian"])
+    np.random.set_state(npy)
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _comparable(cfg: dict) -> dict:
+    out = {}
+    for k, v in cfg.items():
+        if k in RESUME_MUTABLE_KEYS:
+            continue
+        out[k] = _comparable(v) if isinstance(v, dict) else v
+    return out
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        lines = []
+        for k in sorted(set(a) | set(b), key=str):
+            lines += _diff(a.get(k, "<absent>"), b.get(k, "<absent>"), f"{prefix}{k}.")
+        return lines
+    return [] if a == b else [f"{prefix.rstrip('.')}: saved {a!r}, now {b!r}"]
+
+
+def check_resume_config(saved: dict, current: dict, out_dir: Path) -> None:
+    """Raise :class:`ConfigMismatchError` naming every option (outside :data:`RESUME_MUTABLE_KEYS`) that differs."""
+    # JSON round-trip so that tuples/paths compare like what was saved.
+    current = json.loads(json.dumps(current, default=str))
+    diffs = _diff(_comparable(saved), _comparable(current))
+    if diffs:
+        raise ConfigMismatchError(
+            f"cannot resume the run in {out_dir}: its configuration differs from this one ("
+            + "; ".join(diffs)
+            + "); use the original settings to resume, or a new --output directory (or --overwrite) to start afresh"
+        )
+
+
+def _subset(saved: Any, partial: Any) -> Any:
+    if isinstance(saved, dict) and isinstance(partial, dict):
+        return {k: _subset(saved.get(k, "<absent>"), v) for k, v in partial.items()}
+    return saved
+
+
+def check_resume_config_early(out_dir: str | Path, partial: dict) -> None:
+    """Compare the keys of ``partial`` with the run's saved ``config.json`` before any data is loaded,
+    so a ``--resume`` with other settings fails in the first second (the full check runs again in
+    :func:`pretrain`). No-op when there is no saved config."""
+    if not (Path(out_dir) / CONFIG_NAME).is_file():
+        return
+    saved = read_run_config(Path(out_dir) / CONFIG_NAME)
+    partial = json.loads(json.dumps(partial, default=str))
+    check_resume_config(_subset(saved, partial), partial, Path(out_dir))

@@ -10,7 +10,7 @@ import torch
 
 from gnnpretrain.paths import checkpoints_root
 from gnnpretrain.errors import UnsafeFileError
-from gnnpretrain.train.pretrain import _rng_state
+from gnnpretrain.train.resume import rng_state
 from torch_geometric.data import Batch
 
 from gnnpretrain.chem.featurize import smiles_to_graph
@@ -110,7 +110,7 @@ def test_our_checkpoint_formats_round_trip(tmp_path: Path, batch: Batch) -> None
         "checkpoint.pth": {
             "strategy": strategy_sd,
             "epoch": 3,
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "config": {"encoder": {"gnn_type": "gin"}},
         },
         "ddp.pth": {f"module.{k}": v for k, v in encoder_sd.items()},
