@@ -44,6 +44,7 @@ import torch
 
 from gnnpretrain.errors import CorruptFileError, UserError
 from gnnpretrain.paths import CHECKPOINTS_ENV, cache_dir, checkpoints_root
+from gnnpretrain.utils import sha256_file
 
 __all__ = [
     "HubEntry",
@@ -230,14 +231,6 @@ def get_entry(name: str) -> HubEntry:
 
 
 # ------------------------------------------------------------------------------------------ files
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _hub_cache(cache: str | os.PathLike | None) -> Path:
     return cache_dir(cache) / "hub"
 
@@ -328,7 +321,7 @@ def resolve(
         if path.is_file():
             want = expected_sha256(entry, cache)
             if want is not None:
-                got = _sha256(path)
+                got = sha256_file(path)
                 if got != want:
                     raise ChecksumMismatchError(
                         f"{path} has SHA-256 {got}, but {entry.name} ({entry.url}) is {want}; "

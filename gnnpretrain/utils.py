@@ -90,6 +90,20 @@ def _json_default(o: Any):
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
+def sha256_file(path: str | os.PathLike | None) -> str | None:
+    """SHA-256 (hex) of a file's content, ``None`` for no file: checkpoints, downloads and CSV data sets
+    are identified by content (re-pre-training into the same path or editing a CSV is detected)."""
+    import hashlib
+
+    if not path:
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) for reproducible runs."""
     random.seed(seed)

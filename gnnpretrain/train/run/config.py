@@ -12,13 +12,12 @@ comparison layer read these; nothing here knows which engine runs.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gnnpretrain.errors import UserError
-from gnnpretrain.utils import parse_seeds
+from gnnpretrain.utils import parse_seeds, sha256_file
 
 __all__ = ["FinetuneConfig", "RESULT_KEYS", "RESULT_KEY_DEFAULTS", "REPORT_MODES", "RESULT_FORMAT",
            "ConfigMismatchError", "sha256_file", "recorded_config", "config_mismatch"]
@@ -176,18 +175,6 @@ RESULT_KEY_DEFAULTS: dict[str, Any] = {"amp": False}
 
 class ConfigMismatchError(UserError, RuntimeError):
     """A finished seed file exists for a different configuration (see the module docstring)."""
-
-
-def sha256_file(path: str | None) -> str | None:
-    """SHA-256 (hex) of a file's content, ``None`` for no file: checkpoints and CSV data sets are
-    compared by content, so re-pre-training into the same path or editing a CSV is detected."""
-    if not path:
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def recorded_config(config: FinetuneConfig) -> dict[str, Any]:
