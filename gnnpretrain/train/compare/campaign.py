@@ -77,11 +77,16 @@ class Cell:
 
     @property
     def arch(self) -> str:
-        if self.row == "none":
-            return "gin"
-        if self.row.startswith("none:"):
-            return self.row.split(":", 1)[1]
-        return self.row.split(":", 1)[1].split("_", 1)[0]
+        return row_arch(self.row)
+
+
+def row_arch(row: str) -> str:
+    """The architecture of a plan row: ``none`` is GIN, ``none:<arch>``, ``ref:<arch>_<checkpoint>``."""
+    if row == "none":
+        return "gin"
+    if row.startswith("none:"):
+        return row.split(":", 1)[1]
+    return row.split(":", 1)[1].split("_", 1)[0]
 
 
 def load_plan(path: str | Path = PLAN_PATH) -> list[Cell]:

@@ -22,6 +22,7 @@ from gnnpretrain.train.compare.campaign import (
     SEEDS,
     Cell,
     load_plan,
+    row_arch,
     seeds_done,
     status,
     status_line,
@@ -35,7 +36,7 @@ _MODES = {"best-valid": "test_auc_best_valid", "last": "test_auc_last"}
 
 def _baseline(row: str) -> str | None:
     if row.startswith("ref:"):
-        arch = row.split(":", 1)[1].split("_", 1)[0]
+        arch = row_arch(row)
         return "none" if arch == "gin" else f"none:{arch}"
     return None
 
