@@ -108,20 +108,9 @@ def _arm_seed(job: tuple) -> dict:
             "test": rec["best_valid"]["test_auc"], "skipped": rec["skipped"], "wall_time_s": rec["wall_time_s"]}
 
 
-def _worker_init() -> None:
-    import torch
-
-    from gnnpretrain.runtime import ignore_interrupts_in_worker
-
-    ignore_interrupts_in_worker()
-    torch.set_num_threads(1)
-
-
 def finetune_step(args, out: Path, model: Path, seeds: list[int], jobs: int, log) -> tuple[dict[str, dict[int, float]], dict]:
     """Both arms x all seeds, as ``jobs`` parallel single-thread processes; each seed's file is written
     when it finishes, so an interrupted run keeps them and a re-run skips them."""
-    import multiprocessing as mp
-
     from gnnpretrain.train import FinetuneConfig, summarize
 
     common = dict(dataset=args.dataset, num_layer=args.num_layer, emb_dim=args.emb_dim, epochs=args.epochs,
@@ -154,10 +143,11 @@ def finetune_step(args, out: Path, model: Path, seeds: list[int], jobs: int, log
 
     with interrupt_note(lambda: f"{done} of {len(todo)} fine-tuning runs are saved under {out / 'finetune'}; "
                                 "the same command continues with the others"):
-        if jobs > 1:
-            with mp.get_context("fork").Pool(jobs, initializer=_worker_init) as pool:
-                for r in pool.imap_unordered(_arm_seed, todo):
-                    record(r)
+        if jobs > 1:  # one-thread worker processes that die with this one
+            from gnnpretrain.train.workers import parallel_map
+
+            for _, r in parallel_map(_arm_seed, todo, jobs):
+                record(r)
         else:
             for job in todo:
                 record(_arm_seed(job))

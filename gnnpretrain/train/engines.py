@@ -102,13 +102,6 @@ def _run_finetune_locked(config: FinetuneConfig) -> dict:
 _PARALLEL_TASK: Task | None = None
 
 
-def _parallel_init(threads: int) -> None:
-    from gnnpretrain.runtime import ignore_interrupts_in_worker
-
-    ignore_interrupts_in_worker()  # Ctrl-C: the parent prints one line and terminates the pool
-    torch.set_num_threads(threads)
-
-
 def _parallel_seed(args: tuple[FinetuneConfig, int | list[int]]) -> dict | list[dict]:
     config, seed = args
     if isinstance(seed, list):  # a fused share: its seeds as fused groups, records in seed order
@@ -122,20 +115,17 @@ def _run_seeds_parallel(config: FinetuneConfig, task: Task, seeds: list, jobs: i
     """Yield the records of ``seeds`` as ``jobs`` worker processes (one thread each) finish them
     (an item that is a list of seeds is one fused share; its worker yields the list of records).
 
-    Each worker writes its seed file atomically, so an interruption keeps every finished seed.
+    Each worker writes its seed file atomically, so an interruption keeps every finished seed; the
+    workers die with this process (:func:`gnnpretrain.train.workers.parallel_map`).
     """
     global _PARALLEL_TASK
-    import multiprocessing as mp
+    from gnnpretrain.train.workers import parallel_map
 
     worker_config = dataclasses.replace(config, progress=False, jobs=1)
+    _PARALLEL_TASK = task  # forked workers inherit the loaded task (spawned ones load it from the cache)
     try:
-        ctx = mp.get_context("fork")  # workers inherit the loaded task
-    except ValueError:
-        ctx = mp.get_context("spawn")  # they load it from the cache instead
-    _PARALLEL_TASK = task
-    try:
-        with ctx.Pool(jobs, initializer=_parallel_init, initargs=(config.num_threads or 1,)) as pool:
-            # leaving the block (normally, on an error or on Ctrl-C) terminates the workers
-            yield from pool.imap_unordered(_parallel_seed, [(worker_config, s) for s in seeds])
+        for _, rec in parallel_map(_parallel_seed, [(worker_config, s) for s in seeds], jobs,
+                                   threads=config.num_threads or 1):
+            yield rec
     finally:
         _PARALLEL_TASK = None

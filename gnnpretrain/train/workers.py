@@ -1,7 +1,9 @@
-"""Worker processes that never outlive their parent, and pools that stop cleanly.
+"""Worker processes that never outlive their parent, and the one process pool that stops cleanly.
 
-Used by every engine that starts processes (parallel separate seeds, fused groups over worker
-processes, the comparison's pool), so the rules below hold for all of them.
+:func:`parallel_map` is the pool of every local engine that starts processes (parallel separate
+seeds, fused groups over worker processes, the comparison's seeds, the quickstart's arms): the
+standard library's :class:`~concurrent.futures.ProcessPoolExecutor` with the rules below, so they
+hold for all of them. (Several machines: :mod:`gnnpretrain.train.rayengine`, on Ray.)
 
 Workers must never outlive the comparison: a killed parent (Ctrl-C, kill, kill -9) must not leave
 processes fine-tuning into files nobody reads. Three mechanisms, for three ways of dying:
@@ -22,9 +24,10 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ["die_with_parent", "is_stopping", "stop_pool", "sigterm_raises", "worker_init"]
+__all__ = ["die_with_parent", "is_stopping", "stop_pool", "sigterm_raises", "worker_init", "parallel_map"]
 
 _PR_SET_PDEATHSIG = 1
 _stopping = False
@@ -66,13 +69,59 @@ def is_stopping() -> bool:
     return _stopping
 
 
-def worker_init(threads: int = 1, parent_pid: int | None = None) -> None:
-    """Initializer of a CPU worker: ``threads`` torch threads; dies with ``parent_pid`` if given."""
+def worker_init(threads: int = 1, parent_pid: int | None = None, initializer: Callable | None = None,
+                initargs: tuple = ()) -> None:
+    """Initializer of a worker: dies with ``parent_pid`` if given (and leaves Ctrl-C to the parent),
+    ``threads`` torch threads, then the caller's own ``initializer(*initargs)``."""
     import torch
 
-    torch.set_num_threads(threads)
     if parent_pid is not None:
         die_with_parent(parent_pid)
+    torch.set_num_threads(threads)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def _call(fn: Callable, k: int, item: Any) -> tuple[int, Any]:
+    try:
+        return k, fn(item)
+    except BaseException:
+        if is_stopping():  # told to stop: the temporary file is gone; do not wait for more work
+            os._exit(1)
+        raise
+
+
+def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], processes: int, *, threads: int = 1,
+                 context: str = "fork", initializer: Callable | None = None,
+                 initargs: tuple = ()) -> Iterator[tuple[int, Any]]:
+    """Yield ``(k, fn(items[k]))`` as each item finishes, computed in ``processes`` worker processes.
+
+    Workers have ``threads`` torch threads, ignore Ctrl-C, die with this process (even under
+    ``kill -9``, :func:`die_with_parent`) and run ``initializer(*initargs)`` first. ``context``:
+    ``"fork"`` (workers inherit what this process loaded; falls back to ``"spawn"`` where fork does not
+    exist) or ``"spawn"`` (fresh processes, e.g. for CUDA). Leaving early — an error here or in a
+    worker, Ctrl-C, SIGTERM (raised as ``SystemExit``), or the caller closing the iterator — cancels
+    what has not started and terminates the workers, which remove their temporary files.
+    """
+    import multiprocessing as mp
+
+    try:
+        ctx = mp.get_context(context)
+    except ValueError:
+        ctx = mp.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=max(1, int(processes)), mp_context=ctx, initializer=worker_init,
+                               initargs=(threads, os.getpid(), initializer, initargs))
+    try:
+        with sigterm_raises():
+            pending = {pool.submit(_call, fn, k, item) for k, item in enumerate(items)}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield fut.result()
+    except BaseException:
+        stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
 
 
 def stop_pool(pool: ProcessPoolExecutor) -> None:

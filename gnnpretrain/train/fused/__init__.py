@@ -71,9 +71,16 @@ from gnnpretrain.train.fused.group import (
     state_path,
     train_group,
 )
-from gnnpretrain.train.fused.members import auto_group_size, fallback_reason, fusion_key, resolve_kernels, run_members
+from gnnpretrain.train.fused.members import (
+    auto_group_size,
+    fallback_reason,
+    fusion_key,
+    resolve_kernels,
+    run_members,
+    work_items,
+)
 from gnnpretrain.train.fused.store import TrainStore, index_loader
 
-__all__ = ["run_members", "train_group", "BudgetReached", "TrainStore", "index_loader", "fusion_key",
+__all__ = ["run_members", "work_items", "train_group", "BudgetReached", "TrainStore", "index_loader", "fusion_key",
            "fallback_reason", "auto_group_size", "CPU_FUSE_DEFAULT", "resolve_kernels", "make_optimizer",
            "per_model_loss", "predict_group", "state_path"]

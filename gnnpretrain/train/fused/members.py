@@ -27,7 +27,7 @@ from gnnpretrain.train.separate import run_seed
 from gnnpretrain.train.tasks import Task
 from gnnpretrain.utils import atomic_write_json, resolve_device, seed_everything
 
-__all__ = ["fusion_key", "fallback_reason", "auto_group_size", "resolve_kernels", "run_members"]
+__all__ = ["fusion_key", "fallback_reason", "auto_group_size", "resolve_kernels", "run_members", "work_items"]
 
 log = logging.getLogger("gnnpretrain.train.fused")
 
@@ -131,6 +131,16 @@ def _shares(groups: dict[tuple, list[int]], members: Sequence[tuple[FinetuneConf
     return sorted(items, key=len, reverse=True)
 
 
+def work_items(members: Sequence[tuple[FinetuneConfig, int]], indices: Sequence[int], workers: int,
+               fuse_max: int | None = None) -> list[list[int]]:
+    """The fused work items for ``workers`` parallel workers (processes, Ray tasks): the members at
+    ``indices`` grouped by :func:`fusion_key`, each group cut as :func:`_shares` cuts it."""
+    groups: dict[tuple, list[int]] = {}
+    for i in indices:
+        groups.setdefault(fusion_key(members[i][0]), []).append(i)
+    return _shares(groups, members, workers, fuse_max)
+
+
 # Worker processes: the parent's tasks (fork) and this worker's device (CUDA: one per process).
 _WORKER_TASKS: dict[tuple, Task] = {}
 _WORKER_DEVICE: str | None = None
@@ -140,36 +150,30 @@ def _task_key(cfg: FinetuneConfig) -> tuple:
     return (cfg.domain, cfg.dataset, cfg.split, cfg.split_seed, cfg.featurizer, cfg.data_root, cfg.cache)
 
 
-def _worker_init(threads: int, devices, parent_pid: int) -> None:
+def _take_device(devices) -> None:
     global _WORKER_DEVICE
-    from gnnpretrain.runtime import ignore_interrupts_in_worker
-    from gnnpretrain.train.workers import die_with_parent
-
-    ignore_interrupts_in_worker()  # Ctrl-C: the parent stops the pool and prints one line
-    die_with_parent(parent_pid)
-    torch.set_num_threads(threads)
-    if devices is not None:
-        _WORKER_DEVICE = devices.get()
+    _WORKER_DEVICE = devices.get()
 
 
-def _worker_item(args: tuple[int, list[tuple[FinetuneConfig, int]]]) -> tuple[int, list[dict]]:
+def _worker_item(item: list[tuple[FinetuneConfig, int]]) -> list[dict]:
     import dataclasses
 
-    k, item = args
     if _WORKER_DEVICE is not None:
         item = [(dataclasses.replace(cfg, device=_WORKER_DEVICE), seed) for cfg, seed in item]
     task = _WORKER_TASKS.get(_task_key(item[0][0]))
-    return k, run_members(item, task=task, jobs=1)
+    return run_members(item, task=task, jobs=1)
 
 
 def _run_parallel(members: list[tuple[FinetuneConfig, int]], groups: dict[tuple, list[int]], workers: int,
                   fuse_max: int | None, task: Task | None, note: Callable[[str], None],
                   on_record: Callable[[int, dict], None] | None, results: dict[int, dict]) -> None:
-    """Train the groups in ``workers`` processes; seed files are written by the workers (atomic),
-    ``on_record`` runs here as each work item comes back."""
+    """Train the groups in ``workers`` processes (:func:`gnnpretrain.train.workers.parallel_map`: they
+    die with this one); seed files are written by the workers (atomic), ``on_record`` runs here as
+    each work item comes back."""
     import dataclasses
     import multiprocessing as mp
-    import os
+
+    from gnnpretrain.train.workers import parallel_map
 
     global _WORKER_TASKS
     cfg0 = members[next(iter(groups.values()))[0]][0]
@@ -179,34 +183,29 @@ def _run_parallel(members: list[tuple[FinetuneConfig, int]], groups: dict[tuple,
         members = [(dataclasses.replace(cfg, fuse_max=fuse_max), seed) for cfg, seed in members]
     note(f"fused fine-tuning: {len(items)} group(s) over {workers} "
          f"{'GPU processes (one per device)' if on_cuda else 'processes (one thread each)'}")
-    devices = None
+    pool_options: dict = {"threads": 1}
     if on_cuda:
         # CUDA cannot be used in a forked child of a process that touched it: fresh processes, each
         # loading its tasks from the cache, and each taking one device
-        ctx = mp.get_context("spawn")
-        devices = ctx.Queue()
+        devices = mp.get_context("spawn").Queue()
         for k in range(workers):
             devices.put(f"cuda:{k}")
+        pool_options = {"threads": cfg0.num_threads or 1, "context": "spawn", "initializer": _take_device,
+                        "initargs": (devices,)}
     else:
-        try:
-            ctx = mp.get_context("fork")  # workers inherit the loaded tasks
-        except ValueError:
-            ctx = mp.get_context("spawn")
         tasks = {}
         for idxs in groups.values():
             key = _task_key(members[idxs[0]][0])
             if key not in tasks:
                 tasks[key] = task if task is not None else load_task(members[idxs[0]][0])
-        _WORKER_TASKS = tasks
-    threads = 1 if not on_cuda else (cfg0.num_threads or 1)
+        _WORKER_TASKS = tasks  # forked workers inherit the loaded tasks
     try:
-        with ctx.Pool(workers, initializer=_worker_init, initargs=(threads, devices, os.getpid())) as pool:
-            payload = [(k, [members[i] for i in item]) for k, item in enumerate(items)]
-            for k, records in pool.imap_unordered(_worker_item, payload):
-                for i, rec in zip(items[k], records):
-                    results[i] = rec
-                    if on_record is not None:
-                        on_record(i, rec)
+        payload = [[members[i] for i in item] for item in items]
+        for k, records in parallel_map(_worker_item, payload, workers, **pool_options):
+            for i, rec in zip(items[k], records):
+                results[i] = rec
+                if on_record is not None:
+                    on_record(i, rec)
     finally:
         _WORKER_TASKS = {}
 
