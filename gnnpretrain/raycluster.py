@@ -15,6 +15,7 @@ for where the cluster is:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 from typing import Iterator
@@ -88,14 +89,19 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> Iterator
     """Within the block Ray is initialised; yields the cluster's resources (``ray.cluster_resources()``).
 
     An instance this function started is shut down on leaving; a cluster it joined is left running.
-    If Ray is already initialised in this process (a test, a notebook), that session is used as is.
+    If Ray is already initialised in this process (a test, a notebook), that session is used as is —
+    unless ``address`` names another cluster, which is an error, never a silent substitution.
     """
     ray = require_ray()
     if ray.is_initialized():
+        current = ray.get_runtime_context().gcs_address
+        if address not in (None, "auto") and "://" not in address and address != current:
+            raise RayClusterError(f"this process is already connected to the Ray cluster at {current!r}, not "
+                                  f"{address!r}; call ray.shutdown() first or drop --address")
         yield dict(ray.cluster_resources())
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     if address is None:
         ray.init(num_cpus=num_cpus, **kwargs)
     else:

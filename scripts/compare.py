@@ -11,6 +11,7 @@ Examples:
     python scripts/compare.py --profile architectures --datasets bace --rows none:gcn,ref:gcn_supervised_contextpred
     python scripts/compare.py --report-only --ledger chem/results/architectures.csv --output /tmp/tables
     python scripts/compare.py --suite moleculeace --seeds 0-2 --epochs 30      # activity cliffs (regression)
+    python scripts/compare.py --profile quick --fused --engine ray --address auto   # on a running Ray cluster
 
 Pre-trains whatever checkpoint is missing, fine-tunes every (strategy, dataset, seed) that has no
 line in the results ledger (``<domain>/results/<profile>.csv`` for a profile run, else
@@ -99,8 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use this encoder file for row NAME instead of pre-training (repeatable)")
     p.add_argument("--domain", default=None, help="chem (default) or bio")
     p.add_argument("--gnn-type", default=None, choices=GNN_TYPES)
-    p.add_argument("--jobs", type=int, default=None, help="parallel fine-tuning processes (1 torch thread each)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="parallel fine-tuning processes (1 torch thread each) of the local engine")
     add_threads_argument(p)
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="where fine-tunes run: local = this machine (in-process, or --jobs processes); ray = one Ray "
+                   "task per fused group (with --fused) or per seed, on a Ray cluster (pip install -e '.[ray]'; "
+                   "--threads = torch threads and Ray CPUs per task, default 1). Same seed files and ledger lines")
+    p.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                   help="with --engine ray: the Ray cluster to join (`ray start --head` prints it; 'auto' = the "
+                   "cluster running on this machine); default: $RAY_ADDRESS, else a Ray instance of this machine")
     p.add_argument("--fused", action="store_true", default=None,
                    help="fine-tune the cells of each (architecture, data set) as fused groups of models "
                    "(gnnpretrain.train.fused; same seed files and ledger lines as separate runs)")
@@ -122,8 +131,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     from gnnpretrain.runtime import apply_threads
 
+    if args.engine == "ray" and not args.report_only:
+        from gnnpretrain.raycluster import require_ray
+
+        require_ray()  # one line naming the extra, before any work
     if not getattr(args, "report_only", False):  # tables only: no training, leave the caller's threads alone
-        apply_threads(args.threads)  # this process (pre-training runs in its own process and plans its own)
+        apply_threads(args.threads if args.engine == "local" else 1)  # this process (pre-training runs in its own process and plans its own)
     if args.suite == "moleculeace":
         return _moleculeace(parser, args)
     if args.report_only:
@@ -168,6 +181,9 @@ def main(argv: list[str] | None = None) -> dict:
             fused=args.fused,
             fuse_max=args.fuse_max,
             fused_kernels=args.fused_kernels,
+            engine=args.engine,
+            address=args.address,
+            task_threads=args.threads if args.engine == "ray" and args.threads else None,
         )
     except (ValueError, argparse.ArgumentTypeError) as err:
         parser.error(str(err))

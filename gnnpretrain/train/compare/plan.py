@@ -19,6 +19,7 @@ from gnnpretrain.utils import parse_seeds
 
 GNN_TYPES = ("gin", "gcn", "graphsage", "gat")
 REPORT_MODES = ("best-valid", "last")
+ENGINES = ("local", "ray")
 _RECORD_KEY = {"best-valid": "best_valid", "last": "last"}
 
 #: Each profile fixes defaults; explicit command-line flags override them.
@@ -107,9 +108,23 @@ class CompareConfig:
     fused: bool = False  # fine-tune each (architecture, dataset)'s cells as fused groups (train.fused)
     fuse_max: int | None = None  # models per fused group (None: automatic)
     fused_kernels: str = "auto"  # kernels of fused groups (FinetuneConfig.fused_kernels)
+    # where fine-tunes run: "local" (this machine: in-process or --jobs worker processes) or "ray"
+    # (Ray tasks on a cluster, gnnpretrain.train.rayengine; `address` as gnnpretrain.raycluster.connect)
+    engine: str = "local"
+    address: str | None = None
+    task_threads: int = 1  # torch threads (and Ray CPUs) per Ray task
 
     def __post_init__(self) -> None:
         self.seeds = parse_seeds(self.seeds)
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine != "ray" and self.address is not None:
+            raise ValueError("--address names a Ray cluster: it needs --engine ray")
+        if self.engine == "ray" and self.jobs != 1:
+            raise ValueError("--jobs sets local worker processes; with --engine ray the cluster's CPUs set the "
+                             "parallelism (use --threads for torch threads per Ray task)")
+        if int(self.task_threads) < 1:
+            raise ValueError(f"threads per Ray task must be >= 1, got {self.task_threads}")
         if not self.strategies:
             raise ValueError("no strategies given: pass --strategies none,contextpred,...")
         if not self.datasets:

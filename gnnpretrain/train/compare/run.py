@@ -6,11 +6,9 @@ written ``seed<k>.json`` per fine-tune), so a killed run resumes where it stoppe
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,7 +22,6 @@ from gnnpretrain.train.compare.plan import (
     pretrain_dir,
 )
 from gnnpretrain.train.compare.report import write_report
-from gnnpretrain.train.workers import is_stopping, sigterm_raises, stop_pool, worker_init
 from gnnpretrain.utils import atomic_write_json, resolve_device, runtime_info
 
 
@@ -57,17 +54,13 @@ def ensure_pretrained(
     return previous
 
 
-def _run_one(ft_config, seed: int) -> dict:
-    """Fine-tune one seed (resume-aware) in this process; return the record with the runtime."""
+def _run_one(job: tuple) -> dict:
+    """Fine-tune one ``(config, seed)`` (resume-aware) in this process; return the record with the runtime."""
     from gnnpretrain.train.separate import run_seed
     from gnnpretrain.utils import runtime_info
 
-    try:
-        rec = run_seed(ft_config, seed)
-    except BaseException:
-        if is_stopping():  # told to stop: the temporary file is gone; do not wait for more work
-            os._exit(1)
-        raise
+    ft_config, seed = job
+    rec = run_seed(ft_config, seed)
     rec.pop("curve", None)  # the curve stays in the seed file; the parent needs the summary
     rec.setdefault("runtime", runtime_info(rec.get("device")))
     return rec
@@ -115,47 +108,36 @@ def _run_comparison_locked(config: CompareConfig, log: Callable[[str], None], st
         ledger.append(plan.backfill)
     todo = plan.todo
     log(f"fine-tuning: {plan.done} runs in the ledger {ledger.path}, {len(plan.backfill)} copied from finished "
-        f"seed files, {len(todo)} to run with {config.jobs} process(es)")
+        f"seed files, {len(todo)} to run "
+        + ("as Ray tasks" if config.engine == "ray" else f"with {config.jobs} process(es)"))
+
+    finished = 0
 
     def record(i: int, row: Row, rec: dict) -> None:
+        nonlocal finished
         ledger.append([line_from_record(rec, experiment=config.experiment, row=row.name,
                                         baseline=row.baseline if row.pretrained else None,
                                         checkpoint=checkpoints[row.name], runtime=rec.get("runtime"))])
+        finished += 1
         log(f"[{i}/{len(todo)}] {row.name} {rec['dataset']} seed {rec['seed']}: test ROC-AUC "
             f"{rec['best_valid']['test_auc']:.4f} (best valid) {rec['last']['test_auc']:.4f} (last), "
             f"{rec['wall_time_s']:.0f} s")
 
-    if todo and config.fused:
-        # every (architecture, dataset) cell group as stacked computations: same seed files and ledger
-        # lines as separate runs (gnnpretrain.train.fused); a line per seed as its group finishes
-        from gnnpretrain.train.fused import run_members
+    count = iter(range(1, len(todo) + 1))
 
-        count = iter(range(1, len(todo) + 1))
+    def member_record(i: int, rec: dict) -> None:  # engines that report members by their index in todo
+        rec.setdefault("runtime", runtime_info(rec.get("device")))
+        record(next(count), todo[i][0], rec)
 
-        def fused_record(i: int, rec: dict) -> None:
-            rec.setdefault("runtime", runtime_info(rec.get("device")))
-            record(next(count), todo[i][0], rec)
+    def interrupted() -> str:
+        return (f"{finished} of {len(todo)} fine-tunes finished and are in the ledger {ledger.path}"
+                + ("; the Ray tasks in flight were cancelled" if config.engine == "ray" else "")
+                + "; the same command continues with the rest")
 
-        # --jobs processes (one thread each) on CPU; on CUDA one process per visible GPU
-        run_members([(ftc, seed) for _, ftc, seed in todo], fuse_max=config.fuse_max, note=log,
-                    on_record=fused_record, jobs=config.jobs if config.jobs > 1 else None,
-                    stop_at=stop_at, progress=progress)
-    elif todo:
-        if config.jobs == 1:
-            _worker_init_threads_main()
-            for i, (row, ftc, seed) in enumerate(todo, 1):
-                record(i, row, _run_one(ftc, seed))
-        else:
-            pool = ProcessPoolExecutor(max_workers=config.jobs, initializer=worker_init, initargs=(1, os.getpid()))
-            try:
-                with sigterm_raises():
-                    futs = {pool.submit(_run_one, ftc, seed): row for row, ftc, seed in todo}
-                    for i, fut in enumerate(as_completed(futs), 1):
-                        record(i, futs[fut], fut.result())
-            except BaseException:
-                stop_pool(pool)
-                raise
-            pool.shutdown(wait=True)
+    from gnnpretrain.runtime import interrupt_note
+
+    with interrupt_note(interrupted):
+        _finetune(config, todo, record, member_record, log, stop_at, progress)
     report = write_report(config, rows, checkpoints, ledger.read())
     report["ledger"] = str(ledger.path)
     report["runtime"] = runtime_info(resolve_device(config.device))
@@ -166,5 +148,32 @@ def _run_comparison_locked(config: CompareConfig, log: Callable[[str], None], st
     return report
 
 
-def _worker_init_threads_main() -> None:
-    """In-process runs (``jobs == 1``) keep the caller's thread count: nothing else competes."""
+def _finetune(config: CompareConfig, todo: list, record: Callable, member_record: Callable,
+              log: Callable[[str], None], stop_at: float | None, progress: Callable[[str], None] | None) -> None:
+    """The fine-tuning stage on the chosen engine; every finished seed reaches ``record`` / ``member_record``."""
+    if todo and config.engine == "ray":
+        # Ray tasks on a cluster (gnnpretrain.train.rayengine): fused groups or single seeds; the records
+        # come back here, and only this process writes seed files and ledger lines
+        from gnnpretrain.train.rayengine import run_members_ray
+
+        run_members_ray([(ftc, seed) for _, ftc, seed in todo], fused=config.fused, fuse_max=config.fuse_max,
+                        threads=config.task_threads, address=config.address, note=log, on_record=member_record)
+    elif todo and config.fused:
+        # every (architecture, dataset) cell group as stacked computations: same seed files and ledger
+        # lines as separate runs (gnnpretrain.train.fused); a line per seed as its group finishes
+        from gnnpretrain.train.fused import run_members
+
+        # --jobs processes (one thread each) on CPU; on CUDA one process per visible GPU
+        run_members([(ftc, seed) for _, ftc, seed in todo], fuse_max=config.fuse_max, note=log,
+                    on_record=member_record, jobs=config.jobs if config.jobs > 1 else None,
+                    stop_at=stop_at, progress=progress)
+    elif todo:
+        if config.jobs == 1:
+            for i, (row, ftc, seed) in enumerate(todo, 1):
+                record(i, row, _run_one((ftc, seed)))
+        else:
+            from gnnpretrain.train.workers import parallel_map
+
+            jobs = [(ftc, seed) for _, ftc, seed in todo]
+            for i, (k, rec) in enumerate(parallel_map(_run_one, jobs, config.jobs), 1):
+                record(i, todo[k][0], rec)
