@@ -210,9 +210,19 @@ def test_bad_search_inputs_are_one_line_and_exit_2(searched, small, run_script, 
         done = run_script("finetune", "--config", str(bad))
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
     # Optuna not installed: one line naming the extra, before any work
-    monkeypatch.setitem(__import__("sys").modules, "optuna", None)
-    done = run_script("finetune", *_search_args(small, tmp_path / "no-optuna", "--hpopt", "2"))
+    with monkeypatch.context() as m:
+        m.setitem(__import__("sys").modules, "optuna", None)
+        done = run_script("finetune", *_search_args(small, tmp_path / "no-optuna", "--hpopt", "2"))
     assert done.returncode == 2 and "pip install -e '.[optuna]'" in done.stderr and not (tmp_path / "no-optuna").exists()
+    # a Ray cluster that cannot be reached, named by --address or by RAY_ADDRESS: one line, no local fallback
+    pytest.importorskip("ray")
+    for extra, env in ((["--address", "127.0.0.1:1"], None), ([], "127.0.0.1:1")):
+        with monkeypatch.context() as m:
+            if env:
+                m.setenv("RAY_ADDRESS", env)
+            done = run_script("finetune", *_search_args(small, tmp_path / "bad", "--hpopt", "2", "--engine", "ray", *extra))
+        assert done.returncode == 2 and "cannot reach the Ray cluster at '127.0.0.1:1'" in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
 
 
 def _finished(db: Path) -> list[tuple[int, str, int]]:

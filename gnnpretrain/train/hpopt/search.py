@@ -94,7 +94,6 @@ def _where(url: str) -> str:
 def run_hpopt(base: FinetuneConfig, options: HpoptOptions) -> dict:
     """Search until the study holds ``options.trials`` finished trials; write trials.csv, best.json and
     trials.png; return a summary (study, storage, counts, best trial, the files)."""
-    from gnnpretrain.outputs import ensure_writable, output_lock
     from gnnpretrain.raycluster import require_optuna, require_ray
 
     optuna = require_optuna()
@@ -104,17 +103,33 @@ def run_hpopt(base: FinetuneConfig, options: HpoptOptions) -> dict:
     hp = hpopt_dir(base)
     shared = options.storage is not None
     url = options.storage or f"sqlite:///{(hp / 'study.db').resolve()}"
-    # the default study belongs to this folder: one search at a time (its run lock); a shared storage is
-    # meant for several processes, whose trials write only their own trial<k>/ folders
-    lock = output_lock(hp, what="hyperparameter search folder") if not shared else contextlib.nullcontext(
-        ensure_writable(hp, what="hyperparameter search folder"))
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours
+    if options.engine == "ray":  # the cluster first: an unreachable one is one line before any work
+        from gnnpretrain.raycluster import connect
+
+        cluster = connect(options.address)
+    else:
+        cluster = contextlib.nullcontext()
     try:
-        with lock:
+        with cluster, _search_folder(hp, shared):
             return _search(base, options, space, hp, url, shared)
     finally:
         optuna.logging.set_verbosity(verbosity)
+
+
+@contextlib.contextmanager
+def _search_folder(hp: Path, shared: bool):
+    """The default study belongs to its folder: one search at a time (the folder's run lock). A shared
+    storage is meant for several processes, whose trials write only their own ``trial<k>/`` folders."""
+    from gnnpretrain.outputs import ensure_writable, output_lock
+
+    if shared:
+        ensure_writable(hp, what="hyperparameter search folder")
+        yield hp
+    else:
+        with output_lock(hp, what="hyperparameter search folder"):
+            yield hp
 
 
 def _search(base: FinetuneConfig, options: HpoptOptions, space: dict, hp: Path, url: str, shared: bool) -> dict:
@@ -148,13 +163,11 @@ def _search(base: FinetuneConfig, options: HpoptOptions, space: dict, hp: Path, 
             if options.engine == "local":
                 _run_local(base, task, objective, space, options, study, storage, name, hp, n)
             else:
-                from gnnpretrain.raycluster import connect
                 from gnnpretrain.train.hpopt.tune import run_tune
 
-                with connect(options.address):
-                    run_tune(base, study, storage, name, space, options.seeds, hp, n, objective.metric,
-                             threads=options.threads, max_concurrent=options.jobs,
-                             sampler_seed=options.sampler_seed, log=log)
+                run_tune(base, study, storage, name, space, options.seeds, hp, n, objective.metric,
+                         threads=options.threads, max_concurrent=options.jobs, sampler_seed=options.sampler_seed,
+                         log=log)
     best_options = write_results(study, space, base, hp, objective.metric)
     best = best_trial(study)
     return {

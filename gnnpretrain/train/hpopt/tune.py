@@ -16,8 +16,11 @@ Imported only for ``--engine ray``; this module imports Ray.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,6 +39,8 @@ from gnnpretrain.train.separate import finetune_seed
 
 __all__ = ["run_tune", "trainable", "TrialNumber", "StudySearcher"]
 
+#: The key of a trial's final report (every seed trained); Tune's own ``done`` is also set for a trial ASHA stopped.
+FINAL = "all_seeds_trained"
 #: Tasks loaded in this (Ray worker) process, by what defines their data.
 _TASKS: dict = {}
 
@@ -50,7 +55,7 @@ def _task(base: FinetuneConfig):
 
 def trainable(params: dict, base: FinetuneConfig, seeds: list[int]) -> None:
     """One trial in a Ray worker: the first seed reports every epoch (``objective`` = best validation score
-    so far); the last report (``done``) holds the mean best-valid validation and test scores over ``seeds``."""
+    so far); the last report (:data:`FINAL`) holds the mean best-valid validation and test scores over ``seeds``."""
     task = _task(base)
     objective = get_objective(task.task_type)
     cfg = trial_config(base, {k: v for k, v in params.items() if k != "optuna_trial"}, None, seeds)
@@ -63,12 +68,12 @@ def trainable(params: dict, base: FinetuneConfig, seeds: list[int]) -> None:
         try:
             records.append(finetune_seed(task, seed, cfg, cfg.device,
                                          on_epoch=Reporter(objective, report) if i == 0 else None))
-        except FloatingPointError as err:  # diverged: no "done" report, so the study counts it pruned
+        except FloatingPointError as err:  # diverged: no final report, so the study counts it pruned
             tune.report({"diverged": str(err)})
             return
     tune.report({"objective": statistics.fmean(r["best_valid"]["valid_score"] for r in records),
                  "test_score": statistics.fmean(r["best_valid"]["test_score"] for r in records),
-                 "epochs_run": int(cfg.epochs), "done": True})
+                 "epochs_run": int(cfg.epochs), FINAL: True})
 
 
 class TrialNumber:
@@ -85,7 +90,7 @@ class TrialNumber:
 
 class StudySearcher(OptunaSearch):
     """``OptunaSearch`` that keeps a trial's test score and epochs run as Optuna user attributes and tells
-    a trial without its final (``done``) report — stopped by ASHA, or diverged — as pruned."""
+    a trial without its final report (:data:`FINAL`) — stopped by ASHA, or diverged — as pruned."""
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         ot_trial = getattr(self, "_ot_trials", {}).get(trial_id)  # Ray's record of the Optuna trial
@@ -93,7 +98,11 @@ class StudySearcher(OptunaSearch):
             for key in ("test_score", "epochs_run", "diverged"):
                 if result.get(key) is not None:
                     ot_trial.set_user_attr(key, result[key])
-        if result and not error and not result.get("done"):
+        if result and not error and not result.get(FINAL):
+            if ot_trial is not None and result.get("objective") is not None:
+                with warnings.catch_warnings():  # Tune passes a stopping result to the scheduler only
+                    warnings.simplefilter("ignore")  # (Optuna ignores a step reported twice)
+                    ot_trial.report(result["objective"], result["training_iteration"])
             result = None  # Optuna then keeps the last reported score as the pruned trial's value
         super().on_trial_complete(trial_id, result, error)
 
@@ -106,6 +115,22 @@ class _Progress(tune.Callback):
         number = trial.config.get("optuna_trial")
         if number is not None:
             self.line(int(number))
+
+
+@contextlib.contextmanager
+def _plain_interrupts():
+    """Ctrl-C during the Tune run is a plain ``KeyboardInterrupt`` (the search's one-line note; the study's
+    unfinished trials are queued again by the next run), not Tune's own stop-and-save for ``Tuner.restore``,
+    which this search does not use: Tune's ``TUNE_DISABLE_SIGINT_HANDLER``, set for the run only."""
+    before = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = before
 
 
 def run_tune(base: FinetuneConfig, study, storage, name: str, space: dict[str, Param], seeds: list[int],
@@ -147,7 +172,8 @@ def run_tune(base: FinetuneConfig, study, storage, name: str, space: dict[str, P
                                   storage_path=str((hp_dir / "ray").resolve()), verbose=0,
                                   callbacks=[_Progress(line)]),
     )
-    grid = tuner.fit()
+    with _plain_interrupts():
+        grid = tuner.fit()
     if grid.errors:
         raise RuntimeError(
             f"{len(grid.errors)} Ray Tune trial(s) failed (first: {str(grid.errors[0]).strip().splitlines()[-1]}); "
