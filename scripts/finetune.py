@@ -222,6 +222,9 @@ def _check_hpopt(args: argparse.Namespace) -> None:
         raise UserError(f"--hpopt N: N is the number of trials, at least 1 (got {args.hpopt})")
     if args.address is not None and args.engine != "ray":
         raise UserError("--address is the Ray cluster of --engine ray")
+    if args.jobs is not None and args.engine != "ray":
+        raise UserError("--jobs with --hpopt is the Ray trials at once (--engine ray); the local engine runs one trial "
+                        "at a time: for more, run the same command in several processes with one --storage URL")
     from gnnpretrain.raycluster import require_optuna, require_ray
 
     require_optuna()

@@ -192,6 +192,7 @@ def test_bad_search_inputs_are_one_line_and_exit_2(searched, small, run_script, 
         (["--storage", "sqlite:///x.db"], "--storage only applies to a hyperparameter search"),
         (["--engine", "ray"], "add --hpopt N"),
         (["--hpopt", "2", "--hpopt-params", "lr,width"], "unknown parameter(s) width"),
+        (["--hpopt", "2", "--jobs", "2"], "the local engine runs one trial at a time"),
     ]
     for extra, message in cases:
         done = run_script("finetune", *_search_args(small, tmp_path / "bad", *extra))
@@ -223,6 +224,26 @@ def test_bad_search_inputs_are_one_line_and_exit_2(searched, small, run_script, 
             done = run_script("finetune", *_search_args(small, tmp_path / "bad", "--hpopt", "2", "--engine", "ray", *extra))
         assert done.returncode == 2 and "cannot reach the Ray cluster at '127.0.0.1:1'" in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+
+
+def test_processes_with_one_storage_share_the_study(small, run_script, tmp_path):
+    """--storage: two searches (here one after the other, as two machines would run side by side) fill one
+    study to N; each writes only its own trials' folders, and neither takes the other's folder lock."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = run_script("finetune", *_search_args(small, tmp_path / "a", "--hpopt", "2", "--epochs", "2",
+                                                 "--storage", url, "--study-name", "shared"))
+    second = run_script("finetune", *_search_args(small, tmp_path / "b", "--hpopt", "3", "--epochs", "2",
+                                                  "--storage", url, "--study-name", "shared"))
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert "2 of 3 trials finished" in second.stdout and "trial 2 (3/3)" in second.stdout
+    study = optuna.load_study(study_name="shared", storage=url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert sorted(p.name for p in (tmp_path / "a" / "bace" / "hpopt").glob("trial[0-9]*")) == ["trial0", "trial1"]
+    assert sorted(p.name for p in (tmp_path / "b" / "bace" / "hpopt").glob("trial[0-9]*")) == ["trial2"]
+    assert not (tmp_path / "a" / "bace" / "hpopt" / "study.db").exists()
+    assert len(pd.read_csv(tmp_path / "b" / "bace" / "hpopt" / "trials.csv")) == 3  # the whole study
 
 
 def _finished(db: Path) -> list[tuple[int, str, int]]:
@@ -295,13 +316,18 @@ def test_the_ray_tune_engine_runs_the_same_search(searched, small, run_script, t
     """Ray Tune trials (OptunaSearch on the same study, ASHA) on a local Ray instance of 2 CPUs, one trial at a
     time: the same seeded TPE suggests the same first trial as the local engine, which computes the same score."""
     ray = pytest.importorskip("ray")
+    import os
+
     import optuna
 
     _, hp_local, _ = searched
     local = pd.read_csv(hp_local / "trials.csv").set_index("number")
+    # paths relative to this process's folder (a Ray worker runs elsewhere: the engine makes them absolute)
+    root, cache, encoder = (os.path.relpath(p) for p in small)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        done = run_script("finetune", *_search_args(small, tmp_path / "out", "--hpopt", "2", "--engine", "ray", "--jobs", "1"))
+        done = run_script("finetune", *_search_args((root, cache, encoder), tmp_path / "out", "--hpopt", "2",
+                                                    "--engine", "ray", "--jobs", "1"))
     finally:
         ray.shutdown()
     assert done.returncode == 0, done.stderr[-3000:]

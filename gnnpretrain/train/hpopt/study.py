@@ -198,7 +198,8 @@ def local_objective(study, base: FinetuneConfig, task: Task, objective: Objectiv
             trial.report(value, step)
             for k, v in attrs.items():
                 trial.set_user_attr(k, v)
-            if trial.should_prune():
+            last = step >= cfg.epochs and len(seeds) == 1  # nothing left to save: the trial completes
+            if not last and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {step}")
 
         records = []

@@ -117,6 +117,32 @@ class _Progress(tune.Callback):
             self.line(int(number))
 
 
+def _worker_config(base: FinetuneConfig, threads: int) -> FinetuneConfig:
+    """``base`` as a Ray worker needs it: paths absolute as this process resolves them (a worker runs in
+    another folder; on a cluster the same paths must exist on every machine), ``threads`` torch threads."""
+    import dataclasses
+
+    from gnnpretrain.paths import cache_dir, data_root
+
+    csv = Path(base.dataset)
+    return dataclasses.replace(
+        base, num_threads=threads,
+        dataset=str(csv.resolve()) if csv.suffix and csv.is_file() else base.dataset,
+        input_model_file=str(Path(base.input_model_file).resolve()) if base.input_model_file else None,
+        data_root=str(data_root(base.data_root).resolve()), cache=str(cache_dir(base.cache).resolve()))
+
+
+def _trial_error(grid, n_finished: int, logs: Path) -> Exception:
+    """The first failed trial's error: a user's mistake (a missing file, a bad value) is one line."""
+    first = grid.errors[0]
+    text = str(first).strip().splitlines()[-1] if str(first).strip() else type(first).__name__
+    message = (f"a Ray Tune trial failed, so the search stopped: {text} ({n_finished} finished trials are saved "
+               f"in the study; logs in {logs})")
+    if isinstance(first, (UserError, ValueError, FileNotFoundError)):
+        return UserError(message)
+    return RuntimeError(message)
+
+
 @contextlib.contextmanager
 def _plain_interrupts():
     """Ctrl-C during the Tune run is a plain ``KeyboardInterrupt`` (the search's one-line note; the study's
@@ -138,11 +164,9 @@ def run_tune(base: FinetuneConfig, study, storage, name: str, space: dict[str, P
              sampler_seed: int, log: Callable[[str], None]) -> None:
     """Run Ray Tune trials until the study holds ``n_trials`` finished ones (Ray must be initialised:
     :func:`gnnpretrain.raycluster.connect`)."""
-    import dataclasses
-
     import ray
 
-    base = dataclasses.replace(base, num_threads=threads)
+    driver_base, base = base, _worker_config(base, threads)
     done = finished_count(study)
     todo = n_trials - done
     cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -161,7 +185,7 @@ def run_tune(base: FinetuneConfig, study, storage, name: str, space: dict[str, P
         trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
         if trial is not None:
             log(trial_line(trial, best_trial(study), finished_count(study), n_trials, metric))
-            write_results(study, space, base, hp_dir, metric, plot=False)
+            write_results(study, space, driver_base, hp_dir, metric, plot=False)
 
     log(f"Ray Tune: {todo} trial(s), {concurrent} at a time, {threads} CPU(s) each, on a cluster of {cpus} CPUs")
     tuner = tune.Tuner(
@@ -170,11 +194,11 @@ def run_tune(base: FinetuneConfig, study, storage, name: str, space: dict[str, P
                                     max_concurrent_trials=concurrent, reuse_actors=True),
         run_config=tune.RunConfig(name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                   storage_path=str((hp_dir / "ray").resolve()), verbose=0,
+                                  # a failing trial is a mistake every trial repeats (a diverging one is pruned)
+                                  failure_config=tune.FailureConfig(max_failures=0, fail_fast=True),
                                   callbacks=[_Progress(line)]),
     )
     with _plain_interrupts():
         grid = tuner.fit()
     if grid.errors:
-        raise RuntimeError(
-            f"{len(grid.errors)} Ray Tune trial(s) failed (first: {str(grid.errors[0]).strip().splitlines()[-1]}); "
-            f"{finished_count(study)} finished trials are saved in the study, logs in {hp_dir / 'ray'}")
+        raise _trial_error(grid, finished_count(study), hp_dir / "ray")
