@@ -8,10 +8,16 @@ weight decay, dropout 0.5, JK last, mean pooling, 5 layers x 300, seeds 0-9, sca
     python scripts/finetune.py --dataset mols.csv --smiles-column smiles --target-columns logS,pIC50 \
         --input-model-file gcn_supervised_contextpred        # your CSV (regression here); architecture from the file
     python scripts/finetune.py --dataset moleculeace:CHEMBL1862_Ki            # activity-cliff benchmark
+    python scripts/finetune.py --dataset mols.csv --target-columns pIC50 --hpopt 30   # hyperparameter search
+    python scripts/finetune.py --config <output>/mols/hpopt/best.json                # its best configuration
 
 Per-seed results go to <output>/<dataset>/seed<k>.json, the summary to <output>/<dataset>/summary.json
 (default output: <domain>/runs/finetune/<gnn_type>_<checkpoint stem or "scratch">). Re-running skips
 finished seeds; a finished seed computed with other options is an error unless --overwrite is given.
+
+--hpopt N searches lr, dropout, batch size, epochs, freeze and graph pooling with Optuna (or Ray Tune with
+--engine ray) until the study holds N finished trials; everything goes to <output>/<dataset>/hpopt/
+(study.db, trials.csv, trials.png, best.json for --config). See docs/hpopt.md.
 """
 
 from __future__ import annotations
@@ -127,7 +133,35 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
     p.add_argument("--amp-dtype", default="auto", choices=("auto", "bf16"),
                    help="with --amp: auto = bf16 where native, else fp32; bf16 = bf16 or an error (exit 2) where "
                    "it is not native (implies --amp)")
+    p.add_argument("--freeze", action="store_true",
+                   help="freeze the encoder: only the pooling and the linear head train (the encoder keeps its "
+                   "weights and runs in eval mode: BatchNorm statistics and dropout fixed); not stacked by --fused")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="JSON object of options (keys: the flag names, e.g. lr, batch_size; an --hpopt search's "
+                   "best.json) used as defaults; flags given on the command line win")
+    h = p.add_argument_group("hyperparameter search (the optuna extra; docs/hpopt.md)")
+    h.add_argument("--hpopt", type=int, default=None, metavar="N",
+                   help="search lr, dropout, batch size, epochs (up to --epochs), freeze (with a checkpoint) and graph "
+                   "pooling until the study holds N finished trials (a repeated command continues to N); Optuna TPE, "
+                   "median pruning on the per-epoch validation score; results in <output>/<dataset>/hpopt/")
+    h.add_argument("--hpopt-seeds", default=None, metavar="SEEDS",
+                   help="seeds fine-tuned per trial, objective = their mean best-valid validation score (default: 0); "
+                   "--seeds is for the final run with --config best.json")
+    h.add_argument("--hpopt-params", default=None, metavar="P,Q",
+                   help="search only these parameters (of lr, dropout, batch_size, epochs, freeze, graph_pooling); the "
+                   "others keep their flags' values (default: all)")
+    h.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna storage URL shared by several processes or machines (e.g. postgresql://user@host/db, "
+                   "sqlite:///path.db; default: sqlite under <output>/<dataset>/hpopt/)")
+    h.add_argument("--study-name", default=None, help="study in the storage (default: finetune-<dataset>)")
+    h.add_argument("--engine", default=None, choices=["local", "ray"],
+                   help="local: trials one after another in this process (default); ray: Ray Tune trials (ASHA early "
+                   "stopping, Optuna as the searcher) on the cluster at --address, one trial per task of --threads CPUs, "
+                   "--jobs at once (the ray extra)")
+    h.add_argument("--address", default=None,
+                   help="--engine ray: the cluster, HOST:PORT or auto (default: $RAY_ADDRESS, else a Ray instance on "
+                   "this machine); an unreachable cluster is an error, never a local fallback")
     return p
 
 
@@ -155,12 +189,72 @@ def _cpu_plan(args: argparse.Namespace, seeds: list[int]) -> tuple[int | None, i
     return plan.threads, jobs
 
 
-def main(argv: list[str] | None = None) -> dict:
+def _parse(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The parser and the arguments; a ``--config FILE`` sets the defaults first (flags still win)."""
+    from gnnpretrain.cli_help import config_file_defaults
+
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--domain", default="chem")
+    pre.add_argument("--domain", default=None)
+    pre.add_argument("--config", default=None)
     known, _ = pre.parse_known_args(argv)
-    parser = build_parser(known.domain)
-    args = parser.parse_args(argv)
+    parser = build_parser(known.domain or "chem")
+    if known.config:
+        defaults = config_file_defaults(parser, known.config)
+        if known.domain is None and defaults.get("domain", "chem") != "chem":
+            parser = build_parser(defaults["domain"])
+        parser.set_defaults(**defaults)
+    return parser, parser.parse_args(argv)
+
+
+def _check_hpopt(args: argparse.Namespace) -> None:
+    """Search options without --hpopt, a bad N, or a missing extra: one line, before any work."""
+    from gnnpretrain.errors import UserError
+
+    search_only = {"--storage": args.storage, "--study-name": args.study_name, "--hpopt-seeds": args.hpopt_seeds,
+                   "--hpopt-params": args.hpopt_params, "--engine": args.engine, "--address": args.address}
+    given = [k for k, v in search_only.items() if v is not None]
+    if args.hpopt is None:
+        if given:
+            raise UserError(f"{', '.join(given)} only {'applies' if len(given) == 1 else 'apply'} to a "
+                            "hyperparameter search: add --hpopt N")
+        return
+    if args.hpopt < 1:
+        raise UserError(f"--hpopt N: N is the number of trials, at least 1 (got {args.hpopt})")
+    if args.address is not None and args.engine != "ray":
+        raise UserError("--address is the Ray cluster of --engine ray")
+    if args.jobs is not None and args.engine != "ray":
+        raise UserError("--jobs with --hpopt is the Ray trials at once (--engine ray); the local engine runs one trial "
+                        "at a time: for more, run the same command in several processes with one --storage URL")
+    from gnnpretrain.raycluster import require_optuna, require_ray
+
+    require_optuna()
+    if args.engine == "ray":
+        require_ray()
+
+
+def _run_search(args: argparse.Namespace, config) -> dict:
+    from gnnpretrain.train.hpopt import HpoptOptions, run_hpopt
+
+    options = HpoptOptions(trials=args.hpopt, storage=args.storage, study_name=args.study_name,
+                           seeds=args.hpopt_seeds or "0", params=args.hpopt_params, engine=args.engine or "local",
+                           address=args.address, jobs=args.jobs, threads=args.threads or 1)
+    summary = run_hpopt(config, options)
+    best = summary["best"]
+    if best is None:
+        print(f"no complete trial yet ({summary['finished']} finished); trials in {summary['trials_csv']}")
+    else:
+        test = best["test_score"]
+        print(f"best: trial {best['number']}, valid {summary['metric']} {best['value']:.4f}"
+              f"{'' if test is None else f' (test {test:.4f}, not used for the choice)'}, "
+              + " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items()))
+        print(f"fine-tune it on every seed: python scripts/finetune.py --config {summary['best_json']}")
+    print(f"search: {summary['folder']} (trials.csv, trials.png)")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser, args = _parse(argv)
+    _check_hpopt(args)
 
     from gnnpretrain.train import FinetuneConfig, output_dir, run_finetune, summary_line
     from gnnpretrain.utils import parse_seeds
@@ -183,7 +277,14 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"{', '.join(k for k, v in csv_only.items() if v is not None)} only apply to a CSV --dataset")
     if args.epochs is None:
         args.epochs = DOMAIN_EPOCHS.get(args.domain, 100)
-    threads, jobs = _cpu_plan(args, seeds)
+    if args.hpopt is not None:  # trials one at a time (local: this process's threads; ray: --threads per trial)
+        from gnnpretrain.runtime import apply_threads
+
+        seeds = args.hpopt_seeds or "0"
+        threads = apply_threads(args.threads, processes=1).threads if args.engine != "ray" else None
+        jobs, args.fused = 1, False
+    else:
+        threads, jobs = _cpu_plan(args, seeds)
     if args.fused is None:  # fused where it is measured faster: bf16 on CPU (benchmarks/RESULTS.md)
         from gnnpretrain.utils import resolve_device
 
@@ -207,10 +308,12 @@ def main(argv: list[str] | None = None) -> dict:
             target_columns=args.target_columns, task_type=args.task,
             amp="force" if args.amp_dtype == "bf16" else args.amp, fuse_max=args.fuse_max,
             fused_kernels=args.fused_kernels,
-            fused=args.fused,
+            fused=args.fused, freeze=args.freeze,
         )
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
+    if args.hpopt is not None:
+        return _run_search(args, config)
     summary = run_finetune(config)
     print(summary_line(summary))
     print(f"results: {output_dir(config)}")

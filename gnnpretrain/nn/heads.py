@@ -73,6 +73,23 @@ class GNNGraphPred(nn.Module):
         self.pool, pooled_dim = build_pooling(graph_pooling, self.gnn.out_dim)
         self.graph_dim = pooled_dim + (self.gnn.out_dim if self.center_pool else 0)
         self.graph_pred_linear = nn.Linear(self.graph_dim, num_tasks)
+        self.encoder_frozen = False
+
+    # -- training mode -------------------------------------------------------------------------
+    def freeze_encoder(self, frozen: bool = True) -> "GNNGraphPred":
+        """Freeze (or unfreeze) the encoder: ``.gnn`` gets no gradients and stays in eval mode when the
+        model is put in training mode, so its BatchNorm statistics and dropout are fixed and only the
+        pooling and the linear head learn (a linear probe of the encoder's graph vectors). Returns ``self``."""
+        self.encoder_frozen = bool(frozen)
+        self.gnn.requires_grad_(not frozen)
+        self.gnn.train(self.training and not frozen)
+        return self
+
+    def train(self, mode: bool = True) -> "GNNGraphPred":
+        super().train(mode)
+        if getattr(self, "encoder_frozen", False):
+            self.gnn.eval()
+        return self
 
     # -- forward -----------------------------------------------------------------------------
     def graph_embedding(self, batch: Any) -> Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from typing import Callable
 
 import torch
 
@@ -23,7 +24,7 @@ from gnnpretrain.train.run.records import load_finished, make_record
 from gnnpretrain.train.tasks import Task
 from gnnpretrain.utils import atomic_write_json, resolve_device, seed_everything
 
-__all__ = ["finetune_seed", "run_seed", "train_epoch", "epoch_scores", "BATCH_PROGRESS_MIN"]
+__all__ = ["finetune_seed", "run_seed", "build_training", "train_epoch", "epoch_scores", "BATCH_PROGRESS_MIN"]
 
 
 #: Training sets with at least this many batches get a progress bar within each epoch (HIV, bio).
@@ -64,12 +65,25 @@ def epoch_scores(objective: Objective, scaler: TargetScaler, task: Task, model, 
     return scores_from_predictions(objective, scaler, task, preds)
 
 
-def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | torch.device = "auto") -> dict:
+def build_training(task: Task, config: FinetuneConfig, device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The model on ``device`` and its Adam over the parameters that train (with ``config.freeze`` the
+    encoder has none: :func:`gnnpretrain.train.run.data.build_model` froze it). Seed the RNGs first."""
+    model = build_model(task, config).to(device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return model, torch.optim.Adam(trainable, lr=config.lr, weight_decay=config.decay)
+
+
+def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | torch.device = "auto",
+                  on_epoch: Callable[[int, dict], None] | None = None) -> dict:
     """Fine-tune one seed on ``task`` and return its record (nothing is written).
 
     The seed controls model initialisation, dropout and the order of training batches; the split is
     fixed by ``task``. Valid and test ROC-AUC are measured after every epoch, so the record holds both
     the last-epoch and the best-valid-epoch test ROC-AUC.
+
+    ``on_epoch(epoch, curve_row)`` is called after each epoch's scores (``curve_row`` holds
+    ``valid_score``, ``test_score``, ...); an exception it raises (e.g. ``optuna.TrialPruned``) ends the
+    run there and propagates.
     """
     from tqdm.auto import tqdm
 
@@ -86,8 +100,7 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
               if task.task_type == "regression" else TargetScaler.identity(task.num_tasks))
     t0 = time.time()
     seed_everything(seed)
-    model = build_model(task, config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.decay)
+    model, optimizer = build_training(task, config, device)
     batches = train_loader(task, config.batch_size, seed, config.num_workers)
     valid_loader = eval_batches(task, "valid", config.eval_batch_size)
     test_loader = eval_batches(task, "test", config.eval_batch_size)
@@ -107,16 +120,20 @@ def finetune_seed(task: Task, seed: int, config: FinetuneConfig, device: str | t
         curve.append({"epoch": epoch, "train_loss": loss, **scores, "time_s": round(time.time() - t0, 3),
                       "test_per_task": test_per_task})
         bar.set_postfix(loss=f"{loss:.4f}", valid=f"{scores['valid_score']:.4f}", test=f"{scores['test_score']:.4f}")
+        if on_epoch is not None:
+            on_epoch(epoch, curve[-1])
     bar.close()
     num_params = sum(p.numel() for p in model.parameters())
     return make_record(task, seed, config, curve, num_params, round(time.time() - t0, 3), device, objective, scaler)
 
 
-def run_seed(config: FinetuneConfig, seed: int, task: Task | None = None, check: bool = True) -> dict:
+def run_seed(config: FinetuneConfig, seed: int, task: Task | None = None, check: bool = True,
+             on_epoch: Callable[[int, dict], None] | None = None) -> dict:
     """Fine-tune one seed unless a matching finished file exists; write the record atomically.
 
     The returned record has ``"skipped": True`` when it was read back instead of computed (not saved).
     ``check=False`` skips the resume check (the caller has done it) and always computes.
+    ``on_epoch``: as in :func:`finetune_seed` (not called for a seed read back).
     """
     if check:
         done = load_finished(config, seed)
@@ -125,7 +142,7 @@ def run_seed(config: FinetuneConfig, seed: int, task: Task | None = None, check:
             return done
     if task is None:
         task = load_task(config)
-    record = finetune_seed(task, seed, config, config.device)
+    record = finetune_seed(task, seed, config, config.device, on_epoch=on_epoch)
     atomic_write_json(seed_path(config, seed), record)
     record["skipped"] = False
     return record

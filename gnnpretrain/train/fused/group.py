@@ -106,7 +106,9 @@ def _group_key(members: Sequence[tuple[FinetuneConfig, int]]) -> str:
     items = []
     for cfg, seed in members:
         rec = recorded_config(cfg)
-        items.append([{k: rec.get(k) for k in RESULT_KEYS}, int(seed), str(seed_path(cfg, seed))])
+        # "freeze" is never set in a group (fallback_reason) and left out, so that a group state saved
+        # before the key existed still resumes
+        items.append([{k: rec.get(k) for k in RESULT_KEYS if k != "freeze"}, int(seed), str(seed_path(cfg, seed))])
     return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -52,6 +52,8 @@ def fallback_reason(task: Task, config: FinetuneConfig) -> str | None:
         return f"{task.task_type} task (fused sweeps train the classification loss)"
     if task.model_kwargs.get("center_pool"):
         return "centre-node pooling"
+    if config.freeze:
+        return "frozen encoder"
     if config.num_workers:
         return None  # batches are gathered in-process; workers are simply not needed
     seed_everything(0)

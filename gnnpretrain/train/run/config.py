@@ -76,6 +76,10 @@ class FinetuneConfig:
     # kernels of a fused group (gnnpretrain.nn.stacked.KERNELS): "auto" = "sparse" on CPU (fast,
     # rounding-equal), "batched" on CUDA; "exact" = CPU, bit-equal to separate runs. Bookkeeping
     fused_kernels: str = "auto"
+    # train only the pooling and the linear head; the encoder keeps its (pre-trained) weights, BatchNorm
+    # statistics and no dropout (eval mode). A RESULT_KEY; files without it count as False. Fused groups
+    # do not stack it (fused.members.fallback_reason): such seeds run separately.
+    freeze: bool = False
 
     def __post_init__(self) -> None:
         self.seeds = parse_seeds(self.seeds)
@@ -104,6 +108,7 @@ class FinetuneConfig:
             raise ValueError(f"fused_kernels must be auto, exact, sparse or batched, got {self.fused_kernels!r}")
         if self.fuse_max is not None and int(self.fuse_max) < 1:
             raise ValueError(f"fuse_max must be >= 1 (or None for automatic), got {self.fuse_max}")
+        self.freeze = bool(self.freeze)
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
 
@@ -165,12 +170,12 @@ RESULT_KEYS = (
     "epochs", "batch_size", "lr", "decay", "split", "split_seed", "featurizer", "input_model_sha256",
     # CSV datasets (absent = None in older files, which matches benchmark datasets)
     "smiles_column", "target_columns", "task_type", "dataset_sha256",
-    # bf16 autocast; absent in older files = False (see RESULT_KEY_DEFAULTS)
-    "amp",
+    # bf16 autocast and a frozen encoder; absent in older files = False (see RESULT_KEY_DEFAULTS)
+    "amp", "freeze",
 )
 #: Value of a result key in files written before the key existed (so old files stay valid);
 #: keys not listed here default to ``None``.
-RESULT_KEY_DEFAULTS: dict[str, Any] = {"amp": False}
+RESULT_KEY_DEFAULTS: dict[str, Any] = {"amp": False, "freeze": False}
 
 
 class ConfigMismatchError(UserError, RuntimeError):

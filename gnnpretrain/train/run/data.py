@@ -54,6 +54,8 @@ def build_model(task: Task, config: FinetuneConfig) -> torch.nn.Module:
                 f"JK={config.JK}, input={task.model_kwargs.get('input')}): {err}\n"
                 "Pass the --gnn-type/--num-layer/--emb-dim the checkpoint was pre-trained with."
             ) from err
+    if config.freeze:  # only the head trains (GNNGraphPred.freeze_encoder: no gradients, eval mode)
+        model.freeze_encoder()
     return model
 
 
