@@ -156,9 +156,9 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
                    "sqlite:///path.db; default: sqlite under <output>/<dataset>/hpopt/)")
     h.add_argument("--study-name", default=None, help="study in the storage (default: finetune-<dataset>)")
     h.add_argument("--engine", default=None, choices=["local", "ray"],
-                   help="local: trials one after another in this process (default); ray: Ray Tune trials (ASHA early "
-                   "stopping, Optuna as the searcher) on the cluster at --address, one trial per task of --threads CPUs, "
-                   "--jobs at once (the ray extra)")
+                   help="local: this machine (default); ray: on the Ray cluster at --address (the ray extra) — the seeds as "
+                   "Ray tasks of --threads CPUs (fused groups with --fused), or with --hpopt Ray Tune trials (ASHA early "
+                   "stopping, Optuna as the searcher), one trial per task of --threads CPUs, --jobs at once")
     h.add_argument("--address", default=None,
                    help="--engine ray: the cluster, HOST:PORT or auto (default: $RAY_ADDRESS, else a Ray instance on "
                    "this machine); an unreachable cluster is an error, never a local fallback")
@@ -211,17 +211,24 @@ def _check_hpopt(args: argparse.Namespace) -> None:
     from gnnpretrain.errors import UserError
 
     search_only = {"--storage": args.storage, "--study-name": args.study_name, "--hpopt-seeds": args.hpopt_seeds,
-                   "--hpopt-params": args.hpopt_params, "--engine": args.engine, "--address": args.address}
+                   "--hpopt-params": args.hpopt_params}
     given = [k for k, v in search_only.items() if v is not None]
+    if args.address is not None and args.engine != "ray":
+        raise UserError("--address is the Ray cluster of --engine ray")
     if args.hpopt is None:
         if given:
             raise UserError(f"{', '.join(given)} only {'applies' if len(given) == 1 else 'apply'} to a "
                             "hyperparameter search: add --hpopt N")
+        if args.engine == "ray":  # the seeds as Ray tasks
+            if args.jobs is not None:
+                raise UserError("--jobs sets local worker processes; with --engine ray the cluster's CPUs set the "
+                                "parallelism (--threads = torch threads per Ray task)")
+            from gnnpretrain.raycluster import require_ray
+
+            require_ray()
         return
     if args.hpopt < 1:
         raise UserError(f"--hpopt N: N is the number of trials, at least 1 (got {args.hpopt})")
-    if args.address is not None and args.engine != "ray":
-        raise UserError("--address is the Ray cluster of --engine ray")
     if args.jobs is not None and args.engine != "ray":
         raise UserError("--jobs with --hpopt is the Ray trials at once (--engine ray); the local engine runs one trial "
                         "at a time: for more, run the same command in several processes with one --storage URL")
@@ -283,6 +290,8 @@ def main(argv: list[str] | None = None) -> dict:
         seeds = args.hpopt_seeds or "0"
         threads = apply_threads(args.threads, processes=1).threads if args.engine != "ray" else None
         jobs, args.fused = 1, False
+    elif args.engine == "ray":  # --threads per Ray task; the cluster's CPUs set the parallelism
+        threads, jobs = args.threads or 1, 1
     else:
         threads, jobs = _cpu_plan(args, seeds)
     if args.fused is None:  # fused where it is measured faster: bf16 on CPU (benchmarks/RESULTS.md)
@@ -314,7 +323,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(str(err))
     if args.hpopt is not None:
         return _run_search(args, config)
-    summary = run_finetune(config)
+    summary = run_finetune(config, engine=args.engine or "local", address=args.address)
     print(summary_line(summary))
     print(f"results: {output_dir(config)}")
     return summary

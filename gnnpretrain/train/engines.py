@@ -27,14 +27,18 @@ from gnnpretrain.train.tasks import Task
 __all__ = ["run_finetune"]
 
 
-def run_finetune(config: FinetuneConfig) -> dict:
+def run_finetune(config: FinetuneConfig, *, engine: str = "local", address: str | None = None) -> dict:
     """Run (or resume) every seed of ``config`` and return the summary (also in ``summary.json``).
 
     Resuming checks every seed file first, so a configuration mismatch fails before any training.
     With ``config.jobs > 1`` the unfinished seeds run in that many parallel processes with one torch
     thread each (on a small CPU that beats sequential seeds with several threads; see
     ``benchmarks/RESULTS.md``); every seed computes exactly what it computes alone.
+    ``engine="ray"``: the seeds (fused groups with ``config.fused``) as Ray tasks of
+    ``config.num_threads`` CPUs on the cluster at ``address`` (:mod:`gnnpretrain.train.rayengine`).
     """
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     from gnnpretrain.outputs import output_lock
 
     # before any data loading or training: the output can be written and is ours alone (lock), and
@@ -45,7 +49,33 @@ def run_finetune(config: FinetuneConfig) -> dict:
 
             check_weights_file(config.input_model_file, trust_pickle=config.trust_pickle,
                                what="--input-model-file checkpoint")
+        if engine == "ray":
+            return _run_finetune_ray(config, address)
         return _run_finetune_locked(config)
+
+
+def _run_finetune_ray(config: FinetuneConfig, address: str | None) -> dict:
+    from gnnpretrain.runtime import interrupt_note
+    from gnnpretrain.train.rayengine import run_members_ray
+
+    if int(config.jobs) != 1:
+        raise ValueError("jobs sets local worker processes; on Ray the cluster's CPUs set the parallelism "
+                         "(num_threads = torch threads per Ray task)")
+    finished: list[int] = []
+
+    def note() -> str:
+        return (f"{len(finished)} of {len(config.seeds)} fine-tuning seeds came back and are saved in "
+                f"{output_dir(config)}; the Ray tasks in flight were cancelled; the same command continues")
+
+    def line(text: str) -> None:
+        if config.progress:
+            print(text, flush=True)
+
+    with interrupt_note(note):
+        records = run_members_ray([(config, s) for s in config.seeds], fused=config.fused, fuse_max=config.fuse_max,
+                                  threads=config.num_threads or 1, address=address, note=line,
+                                  on_record=lambda i, rec: finished.append(i))
+    return summarize(config, records)
 
 
 def _run_finetune_locked(config: FinetuneConfig) -> dict:

@@ -41,7 +41,7 @@ from gnnpretrain.train.run.records import load_finished
 from gnnpretrain.train.tasks import Task
 from gnnpretrain.utils import atomic_write, atomic_write_json, sha256_file
 
-__all__ = ["run_members_ray", "portable_task", "DEFAULT_MAX_RETRIES"]
+__all__ = ["run_members_ray", "portable_task", "local_checkpoint", "node_checkpoint", "DEFAULT_MAX_RETRIES"]
 
 #: How often Ray runs a task again after its worker process or node died (Ray's own ``max_retries``).
 DEFAULT_MAX_RETRIES = 3
@@ -71,17 +71,26 @@ def _scratch_name(cfg: FinetuneConfig, driver: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ the worker side
-def _local_checkpoint(sha: str, suffix: str, blob_ref: Any) -> str:
-    """The checkpoint with this hash in this node's cache, written from the object store if absent."""
+def local_checkpoint(sha: str, suffix: str, data: Any) -> str:
+    """The checkpoint with this SHA-256 in this node's cache (``<cache>/ray/checkpoints/<sha><suffix>``),
+    written from ``data`` (its bytes, or an object-store reference to them) when absent or damaged."""
     from gnnpretrain.paths import cache_dir
 
-    ray = require_ray()
     path = cache_dir() / "ray" / "checkpoints" / f"{sha}{suffix}"
     if not (path.is_file() and sha256_file(str(path)) == sha):
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = ray.get(blob_ref)
-        atomic_write(path, lambda fh: fh.write(data))
+        blob = data if isinstance(data, (bytes, bytearray)) else require_ray().get(data)
+        atomic_write(path, lambda fh: fh.write(blob))
     return str(path)
+
+
+def node_checkpoint(path: str, sha: str, data: Any, seen: dict[str, str] | None = None) -> str:
+    """``path`` if this node has the file with that hash there, else :func:`local_checkpoint`'s copy
+    (``seen`` caches this node's hashes by path across calls)."""
+    seen = {} if seen is None else seen
+    if path not in seen:
+        seen[path] = sha256_file(path) if Path(path).is_file() else ""
+    return path if seen[path] == sha else local_checkpoint(sha, Path(path).suffix, data)
 
 
 def _run_item(task: Task, item: list[tuple[FinetuneConfig, int]], where: list[tuple[str, str | None]],
@@ -95,16 +104,12 @@ def _run_item(task: Task, item: list[tuple[FinetuneConfig, int]], where: list[tu
 
     torch.set_num_threads(int(threads))
     root = cache_dir() / "ray" / "runs"
-    hashes: dict[str, str] = {}  # checkpoint path on this node -> its hash
+    seen: dict[str, str] = {}  # checkpoint path on this node -> its hash
     local = []
     for (cfg, seed), (scratch, sha) in zip(item, where):
         changes: dict[str, Any] = {"output": str(root / scratch), "progress": False, "jobs": 1}
-        path = cfg.input_model_file
-        if sha is not None:
-            if path not in hashes:
-                hashes[path] = sha256_file(path) if Path(path).is_file() else ""
-            if hashes[path] != sha:  # not on this node, or another file under that name: the driver's bytes
-                changes["input_model_file"] = _local_checkpoint(sha, Path(path).suffix, blobs[sha])
+        if sha is not None:  # not on this node, or another file under that name: the driver's bytes
+            changes["input_model_file"] = node_checkpoint(cfg.input_model_file, sha, blobs[sha], seen)
         local.append((dataclasses.replace(cfg, **changes), seed))
     if fused:
         from gnnpretrain.train.fused import run_members

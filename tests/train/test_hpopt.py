@@ -190,7 +190,9 @@ def test_bad_search_inputs_are_one_line_and_exit_2(searched, small, run_script, 
     cases = [
         (["--hpopt", "0"], "at least 1"),
         (["--storage", "sqlite:///x.db"], "--storage only applies to a hyperparameter search"),
-        (["--engine", "ray"], "add --hpopt N"),
+        (["--hpopt-seeds", "0,1"], "--hpopt-seeds only applies to a hyperparameter search"),
+        (["--address", "auto"], "--address is the Ray cluster of --engine ray"),
+        (["--engine", "ray", "--jobs", "2"], "with --engine ray the cluster's CPUs set the parallelism"),
         (["--hpopt", "2", "--hpopt-params", "lr,width"], "unknown parameter(s) width"),
         (["--hpopt", "2", "--jobs", "2"], "the local engine runs one trial at a time"),
     ]

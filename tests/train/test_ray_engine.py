@@ -133,6 +133,24 @@ def test_checkpoints_travel_through_the_object_store(cluster, tiny, tmp_path, ca
         assert r["best_valid"]["test_auc"] == want.loc[r["seed"], "test_auc_best_valid"]
 
 
+def test_finetune_seeds_on_ray_equal_the_local_ones(cluster, tiny, tmp_path, run_script):
+    """``finetune.py --engine ray``: every seed a Ray task (one thread), the same seed files and summary."""
+    tmp, common, refs = tiny
+    args = ["--dataset", "bace", "--seeds", "0-2", "--epochs", "3", "--num-layer", "2", "--emb-dim", "16",
+            "--batch-size", "64", "--data-root", common["data_root"], "--cache", common["cache"], "--no-progress"]
+    local = run_script("finetune", *args, "--output", str(tmp_path / "local"), "--threads", "1", "--jobs", "1")
+    remote = run_script("finetune", *args, "--output", str(tmp_path / "ray"), "--engine", "ray")
+    assert local.returncode == 0 and remote.returncode == 0, remote.stderr
+    for seed in (0, 1, 2):
+        a = pd.read_json(tmp_path / "local" / "bace" / f"seed{seed}.json", typ="series")
+        b = pd.read_json(tmp_path / "ray" / "bace" / f"seed{seed}.json", typ="series")
+        untimed = [[{k: v for k, v in row.items() if k != "time_s"} for row in r["curve"]] for r in (a, b)]
+        assert untimed[0] == untimed[1] and a["best_valid"] == b["best_valid"] and a["config"] == b["config"] | {
+            "output": a["config"]["output"], "jobs": a["config"]["jobs"], "num_threads": a["config"]["num_threads"]}
+    summary = pd.read_json(tmp_path / "ray" / "bace" / "summary.json", typ="series")
+    assert summary["test_score"]["best-valid"]["n"] == 3
+
+
 def _compare_cmd(root: Path, tmp: Path, out: Path, epochs: int) -> list[str]:
     return [sys.executable, str(_REPO / "scripts" / "compare.py"), "--strategies", "none,none:gcn",
             "--datasets", "bace", "--seeds", "0-3", "--epochs", str(epochs), "--num-layer", "2", "--emb-dim", "16",

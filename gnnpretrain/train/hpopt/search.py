@@ -165,7 +165,7 @@ def _search(base: FinetuneConfig, options: HpoptOptions, space: dict, hp: Path, 
             else:
                 from gnnpretrain.train.hpopt.tune import run_tune
 
-                run_tune(base, study, storage, name, space, options.seeds, hp, n, objective.metric,
+                run_tune(base, task, study, storage, name, space, options.seeds, hp, n, objective.metric,
                          threads=options.threads, max_concurrent=options.jobs, sampler_seed=options.sampler_seed,
                          log=log)
     best_options = write_results(study, space, base, hp, objective.metric)

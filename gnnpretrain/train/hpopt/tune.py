@@ -8,8 +8,9 @@ at once. The study stays the record: a finished trial is told to it (an early-st
 as pruned, at its last score), so N and resuming work as in the local engine — a repeated command
 starts a new Tune run for the trials still missing. Tune's own logs go to ``<hpopt>/ray/``.
 
-Each trial loads the task itself (from the processed cache; once per Ray worker process): on a cluster
-every machine needs the data root and cache at the same paths (a shared filesystem), like the CSV.
+What moves, as for ``compare.py --engine ray`` (:mod:`gnnpretrain.train.rayengine`): the task, featurized
+once here, and the checkpoint's bytes go to the trials through Ray's object store (``tune.with_parameters``),
+so no machine needs the data, RDKit or a shared filesystem.
 
 Imported only for ``--engine ray``; this module imports Ray.
 """
@@ -34,29 +35,27 @@ from gnnpretrain.train.hpopt.space import Param, suggest, trial_config
 from gnnpretrain.train.hpopt.study import Reporter, finished_count, make_sampler
 from gnnpretrain.train.objectives import get_objective
 from gnnpretrain.train.run.config import FinetuneConfig
-from gnnpretrain.train.run.data import load_task
+from gnnpretrain.train.rayengine import portable_task
 from gnnpretrain.train.separate import finetune_seed
+from gnnpretrain.utils import sha256_file
 
 __all__ = ["run_tune", "trainable", "TrialNumber", "StudySearcher"]
 
 #: The key of a trial's final report (every seed trained); Tune's own ``done`` is also set for a trial ASHA stopped.
 FINAL = "all_seeds_trained"
-#: Tasks loaded in this (Ray worker) process, by what defines their data.
-_TASKS: dict = {}
 
 
-def _task(base: FinetuneConfig):
-    key = (base.domain, base.dataset, base.data_root, base.cache, base.split, base.split_seed, base.featurizer,
-           base.smiles_column, tuple(base.target_columns or ()), base.task_type)
-    if key not in _TASKS:
-        _TASKS[key] = load_task(base)
-    return _TASKS[key]
-
-
-def trainable(params: dict, base: FinetuneConfig, seeds: list[int]) -> None:
+def trainable(params: dict, base: FinetuneConfig, seeds: list[int], task, checkpoint: tuple | None) -> None:
     """One trial in a Ray worker: the first seed reports every epoch (``objective`` = best validation score
-    so far); the last report (:data:`FINAL`) holds the mean best-valid validation and test scores over ``seeds``."""
-    task = _task(base)
+    so far); the last report (:data:`FINAL`) holds the mean best-valid validation and test scores over ``seeds``.
+    ``task``: the driver's (:func:`~gnnpretrain.train.rayengine.portable_task`); ``checkpoint``: ``(sha256,
+    bytes)`` of ``base.input_model_file``, written into this node's cache when the file is not here."""
+    import dataclasses
+
+    from gnnpretrain.train.rayengine import node_checkpoint
+
+    if checkpoint is not None:
+        base = dataclasses.replace(base, input_model_file=node_checkpoint(base.input_model_file, *checkpoint))
     objective = get_objective(task.task_type)
     cfg = trial_config(base, {k: v for k, v in params.items() if k != "optuna_trial"}, None, seeds)
     records = []
@@ -119,7 +118,7 @@ class _Progress(tune.Callback):
 
 def _worker_config(base: FinetuneConfig, threads: int) -> FinetuneConfig:
     """``base`` as a Ray worker needs it: paths absolute as this process resolves them (a worker runs in
-    another folder; on a cluster the same paths must exist on every machine), ``threads`` torch threads."""
+    another folder: the checkpoint is found there when the machine is this one), ``threads`` torch threads."""
     import dataclasses
 
     from gnnpretrain.paths import cache_dir, data_root
@@ -130,6 +129,12 @@ def _worker_config(base: FinetuneConfig, threads: int) -> FinetuneConfig:
         dataset=str(csv.resolve()) if csv.suffix and csv.is_file() else base.dataset,
         input_model_file=str(Path(base.input_model_file).resolve()) if base.input_model_file else None,
         data_root=str(data_root(base.data_root).resolve()), cache=str(cache_dir(base.cache).resolve()))
+
+
+def _checkpoint_bytes(base: FinetuneConfig) -> tuple[str, bytes] | None:
+    if not base.input_model_file:
+        return None
+    return sha256_file(base.input_model_file), Path(base.input_model_file).read_bytes()
 
 
 def _trial_error(grid, n_finished: int, logs: Path) -> Exception:
@@ -159,11 +164,11 @@ def _plain_interrupts():
             os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = before
 
 
-def run_tune(base: FinetuneConfig, study, storage, name: str, space: dict[str, Param], seeds: list[int],
+def run_tune(base: FinetuneConfig, task, study, storage, name: str, space: dict[str, Param], seeds: list[int],
              hp_dir: Path, n_trials: int, metric: str, *, threads: int, max_concurrent: int | None,
              sampler_seed: int, log: Callable[[str], None]) -> None:
-    """Run Ray Tune trials until the study holds ``n_trials`` finished ones (Ray must be initialised:
-    :func:`gnnpretrain.raycluster.connect`)."""
+    """Run Ray Tune trials of ``task`` until the study holds ``n_trials`` finished ones (Ray must be
+    initialised: :func:`gnnpretrain.raycluster.connect`)."""
     import ray
 
     driver_base, base = base, _worker_config(base, threads)
@@ -189,7 +194,10 @@ def run_tune(base: FinetuneConfig, study, storage, name: str, space: dict[str, P
 
     log(f"Ray Tune: {todo} trial(s), {concurrent} at a time, {threads} CPU(s) each, on a cluster of {cpus} CPUs")
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(trainable, base=base, seeds=list(seeds)), {"cpu": threads}),
+        # the task and the checkpoint's bytes go through the object store (with_parameters puts them there)
+        tune.with_resources(tune.with_parameters(trainable, base=base, seeds=list(seeds),
+                                                 task=portable_task(task),
+                                                 checkpoint=_checkpoint_bytes(base)), {"cpu": threads}),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=todo,
                                     max_concurrent_trials=concurrent, reuse_actors=True),
         run_config=tune.RunConfig(name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
