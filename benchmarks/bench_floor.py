@@ -63,10 +63,10 @@ def _api() -> SimpleNamespace:
     """The training helpers this benchmark reuses (the run layer and the fused engine)."""
     from gnnpretrain.train import fused, run
     from gnnpretrain.train.fused import group
-    from gnnpretrain.train.run import evaluate
+    from gnnpretrain.train.run.evaluate import predict  # (run.evaluate is the function of that name)
 
     return SimpleNamespace(FinetuneConfig=run.FinetuneConfig, build_model=run.build_model, load_task=run.load_task,
-                           train_loader=run.train_loader, eval_batches=run.eval_batches, predict=evaluate.predict,
+                           train_loader=run.train_loader, eval_batches=run.eval_batches, predict=predict,
                            TrainStore=fused.TrainStore, index_loader=fused.index_loader,
                            make_optimizer=fused.make_optimizer, predict_group=group.predict_group)
 

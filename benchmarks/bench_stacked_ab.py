@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--old", required=True, help="the other checkout (its gnnpretrain/nn/stacked.py is compared)")
     p.add_argument("--dataset", default="bbbp")
+    p.add_argument("--gnn-type", default="gin", choices=("gin", "gcn", "graphsage", "gat"))
     p.add_argument("--groups", type=int, default=10)
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--steps", type=int, default=15, help="steps per version (the first 3 are warm-up)")
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"bf16 is not native on this CPU ({hardware.describe()})")
     mods = {"old": _load(Path(args.old) / "gnnpretrain" / "nn" / "stacked.py", "stacked_old"),
             "new": _load(ROOT / "gnnpretrain" / "nn" / "stacked.py", "stacked_new")}
-    cfg = api.FinetuneConfig(dataset=args.dataset, dropout=0.5, batch_size=32, progress=False, amp=amp)
+    cfg = api.FinetuneConfig(dataset=args.dataset, gnn_type=args.gnn_type, dropout=0.5, batch_size=32, progress=False,
+                             amp=amp)
     task = api.load_task(cfg)
     store = api.TrainStore(task.graphs("train"))
     G = args.groups
@@ -90,12 +92,13 @@ def main(argv: list[str] | None = None) -> dict:
             if i >= 3:
                 per[key].append((time.process_time() - c) / int(fb.counts.sum()) * 1e6)
     ratios = [o / n for o, n in zip(per["old"], per["new"])]
-    out = {"hardware": hardware.describe(), "precision": args.precision, "groups": G, "steps": args.steps,
+    out = {"hardware": hardware.describe(), "gnn_type": args.gnn_type, "dataset": args.dataset,
+           "precision": args.precision, "groups": G, "steps": args.steps,
            "us_per_node": {k: {"median": statistics.median(v), "min": min(v)} for k, v in per.items()},
            "old_over_new": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}}
     print(f"hardware: {out['hardware']}")
     for k, v in out["us_per_node"].items():
-        print(f"{args.precision} {k}: {v['median']:.1f} CPU-us per node per step (median; min {v['min']:.1f})")
+        print(f"{args.gnn_type} {args.precision} {k}: {v['median']:.1f} CPU-us per node per step (median; min {v['min']:.1f})")
     r = out["old_over_new"]
     print(f"old / new per step: median {r['median']:.3f} (min {r['min']:.3f}, max {r['max']:.3f})")
     if args.json:
