@@ -22,7 +22,8 @@ from typing import Iterator
 
 from gnnpretrain.errors import UserError
 
-__all__ = ["RayNotInstalledError", "RayClusterError", "require_ray", "require_optuna", "connect", "probe_address"]
+__all__ = ["RayNotInstalledError", "RayClusterError", "require_ray", "require_optuna", "connect", "probe_address",
+           "add_engine_arguments"]
 
 INSTALL_HINT = "pip install -e '.[ray]'"
 #: Seconds a ``HOST:PORT`` address may take to accept a TCP connection before the run stops (Ray's own
@@ -58,6 +59,15 @@ def require_optuna(extra: str = "optuna"):
             f"--hpopt needs Optuna, which is not installed ({exc}); install the extra: pip install -e '.[{extra}]'"
         ) from None
     return optuna
+
+
+def add_engine_arguments(parser, engine_help: str, default: str | None = "local") -> None:
+    """The scripts' shared ``--engine local|ray`` (its help says what runs where) and ``--address`` flags."""
+    parser.add_argument("--engine", default=default, choices=["local", "ray"], help=engine_help)
+    parser.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                        help="with --engine ray: the Ray cluster to join (`ray start --head` prints it; 'auto' = the "
+                        "cluster running on this machine); default: $RAY_ADDRESS, else a Ray instance of this machine. "
+                        "An unreachable cluster is an error, never a local fallback")
 
 
 def _unreachable(address: str, why: str) -> RayClusterError:

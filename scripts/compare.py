@@ -33,6 +33,7 @@ _REPO = Path(__file__).resolve().parent.parent
 if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
+from gnnpretrain.raycluster import add_engine_arguments  # noqa: E402
 from gnnpretrain.runtime import add_threads_argument, exit_quietly_on_interrupt, prefer_passive_openmp  # noqa: E402
 
 if __name__ == "__main__":
@@ -103,13 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None,
                    help="parallel fine-tuning processes (1 torch thread each) of the local engine")
     add_threads_argument(p)
-    p.add_argument("--engine", default="local", choices=["local", "ray"],
-                   help="where fine-tunes run: local = this machine (in-process, or --jobs processes); ray = one Ray "
-                   "task per fused group (with --fused) or per seed, on a Ray cluster (pip install -e '.[ray]'; "
-                   "--threads = torch threads and Ray CPUs per task, default 1). Same seed files and ledger lines")
-    p.add_argument("--address", default=None, metavar="auto|HOST:PORT",
-                   help="with --engine ray: the Ray cluster to join (`ray start --head` prints it; 'auto' = the "
-                   "cluster running on this machine); default: $RAY_ADDRESS, else a Ray instance of this machine")
+    add_engine_arguments(p, "where fine-tunes run: local = this machine (in-process, or --jobs processes); ray = one "
+                         "Ray task per fused group (with --fused) or per seed, on a Ray cluster (pip install -e '.[ray]'; "
+                         "--threads = torch threads and Ray CPUs per task, default 1). Same seed files and ledger lines")
     p.add_argument("--fused", action="store_true", default=None,
                    help="fine-tune the cells of each (architecture, data set) as fused groups of models "
                    "(gnnpretrain.train.fused; same seed files and ledger lines as separate runs)")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gnnpretrain.raycluster import add_engine_arguments  # noqa: E402
 from gnnpretrain.runtime import add_threads_argument, exit_quietly_on_interrupt, prefer_passive_openmp  # noqa: E402
 
 if __name__ == "__main__":
@@ -155,13 +156,10 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
                    help="Optuna storage URL shared by several processes or machines (e.g. postgresql://user@host/db, "
                    "sqlite:///path.db; default: sqlite under <output>/<dataset>/hpopt/)")
     h.add_argument("--study-name", default=None, help="study in the storage (default: finetune-<dataset>)")
-    h.add_argument("--engine", default=None, choices=["local", "ray"],
-                   help="local: this machine (default); ray: on the Ray cluster at --address (the ray extra) — the seeds as "
-                   "Ray tasks of --threads CPUs (fused groups with --fused), or with --hpopt Ray Tune trials (ASHA early "
-                   "stopping, Optuna as the searcher), one trial per task of --threads CPUs, --jobs at once")
-    h.add_argument("--address", default=None,
-                   help="--engine ray: the cluster, HOST:PORT or auto (default: $RAY_ADDRESS, else a Ray instance on "
-                   "this machine); an unreachable cluster is an error, never a local fallback")
+    add_engine_arguments(h, "local: this machine (default); ray: on the Ray cluster at --address (the ray extra) — the "
+                         "seeds as Ray tasks of --threads CPUs (fused groups with --fused), or with --hpopt Ray Tune trials "
+                         "(ASHA early stopping, Optuna as the searcher), one trial per task of --threads CPUs, --jobs at once",
+                         default=None)
     return p
 
 

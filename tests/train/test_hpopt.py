@@ -14,35 +14,16 @@ import torch
 
 from gnnpretrain.train import FinetuneConfig, finetune_seed, load_task, run_finetune
 from gnnpretrain.train.run.config import RESULT_KEY_DEFAULTS, config_mismatch, recorded_config
+from _train_helpers import random_encoder, small_root  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = dict(num_layer=2, emb_dim=16, epochs=2, batch_size=64, seeds=[0], progress=False, num_threads=1)
-
-
-def _small_root(tmp: Path, data_dir: Path, n: int = 240) -> Path:
-    """A data root with ``n`` real BACE molecules, so every fine-tune takes a fraction of a second."""
-    root = tmp / "root"
-    (root / "moleculenet").mkdir(parents=True)
-    pd.read_csv(data_dir / "moleculenet" / "bace.csv").sample(n, random_state=0).to_csv(
-        root / "moleculenet" / "bace.csv", index=False
-    )
-    return root
-
-
-def _encoder(path: Path) -> Path:
-    """A real (randomly initialised) 2 x 16 GIN encoder file, standing in for a pre-trained one."""
-    from gnnpretrain.nn import GNN
-
-    torch.manual_seed(0)
-    torch.save(GNN(num_layer=2, emb_dim=16).state_dict(), path)
-    return path
-
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory, data_dir):
     """(data root, cache, encoder file) shared by the tests of this module."""
     tmp = tmp_path_factory.mktemp("hpopt")
-    return _small_root(tmp, data_dir), tmp / "cache", _encoder(tmp / "gin_mine.pth")
+    return small_root(tmp, data_dir), tmp / "cache", random_encoder(tmp / "gin_mine.pth")
 
 
 def _config(small, tmp_path, **kw) -> FinetuneConfig:

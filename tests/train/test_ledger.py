@@ -17,37 +17,18 @@ import torch
 
 from gnnpretrain.train.compare import CompareConfig, Ledger, LedgerMismatchError, run_comparison
 from gnnpretrain.train.compare.ledger import COLUMNS
+from _train_helpers import random_encoder, small_root  # noqa: E402
 
 _REPO = Path(__file__).resolve().parents[2]
-
-
-def _small_root(tmp: Path, data_dir: Path, n: int = 240) -> Path:
-    """A data root with ``n`` real BACE molecules, so every fine-tune takes a fraction of a second."""
-    root = tmp / "root"
-    (root / "moleculenet").mkdir(parents=True)
-    pd.read_csv(data_dir / "moleculenet" / "bace.csv").sample(n, random_state=0).to_csv(
-        root / "moleculenet" / "bace.csv", index=False
-    )
-    return root
-
-
-def _encoder(path: Path) -> Path:
-    """A real (randomly initialised) 2 x 16 GIN encoder file, standing in for a pre-trained one."""
-    from gnnpretrain.nn import GNN
-
-    torch.manual_seed(0)
-    torch.save(GNN(num_layer=2, emb_dim=16).state_dict(), path)
-    return path
-
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, data_dir):
     """One tiny real comparison (scratch GIN vs a given encoder, 3 seeds x 2 epochs on BACE)."""
     tmp = tmp_path_factory.mktemp("ledger")
     cfg = CompareConfig(
-        strategies=["none"], checkpoints={"gin_mine": str(_encoder(tmp / "gin_mine.pth"))},
+        strategies=["none"], checkpoints={"gin_mine": str(random_encoder(tmp / "gin_mine.pth"))},
         datasets=["bace"], seeds=[0, 1, 2], epochs=2, num_layer=2, emb_dim=16, batch_size=64,
-        data_root=str(_small_root(tmp, data_dir)), cache=str(tmp / "cache"), output=str(tmp / "cmp"),
+        data_root=str(small_root(tmp, data_dir)), cache=str(tmp / "cache"), output=str(tmp / "cmp"),
         reference_checkpoints=[], jobs=1,
     )
     report = run_comparison(cfg, log=lambda s: None)
@@ -169,7 +150,7 @@ def _children(pid: int) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_killed_compare_jobs2_leaves_no_process_and_rerun_gives_the_same_table(tmp_path, data_dir):
-    root = _small_root(tmp_path, data_dir)
+    root = small_root(tmp_path, data_dir)
     # 2 rows x 4 seeds x 20 epochs of a 2 x 16 encoder: each seed about a second, long enough to be killed
     common = ["--strategies", "none,none:gcn", "--datasets", "bace", "--seeds", "0-3", "--epochs", "20",
               "--num-layer", "2", "--emb-dim", "16", "--batch-size", "64",

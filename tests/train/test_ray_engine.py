@@ -13,35 +13,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 ray = pytest.importorskip("ray", reason="the Ray engine's tests need the extra: pip install -e '.[ray]'")
 
 from gnnpretrain.train.compare import CompareConfig, run_comparison  # noqa: E402
+from _train_helpers import random_encoder, small_root  # noqa: E402
 
 _REPO = Path(__file__).resolve().parents[2]
+
 #: The ledger columns that are a seed's result (the rest: wall time, runtime, finish time).
 RESULT = ["row", "dataset", "seed", "config_hash", "test_auc_best_valid", "test_auc_last", "best_valid_auc",
           "best_epoch", "n_train", "n_valid", "n_test", "compute_dtype"]
 TASK_TITLE = "ray::gnnpretrain.finetune"  # the process title of a worker running our task
-
-
-def _small_root(tmp: Path, data_dir: Path, n: int = 240) -> Path:
-    """A data root with ``n`` real BACE molecules (each tiny fine-tune takes a fraction of a second)."""
-    root = tmp / "root"
-    (root / "moleculenet").mkdir(parents=True)
-    pd.read_csv(data_dir / "moleculenet" / "bace.csv").sample(n, random_state=0).to_csv(
-        root / "moleculenet" / "bace.csv", index=False)
-    return root
-
-
-def _encoder(path: Path) -> Path:
-    """A real (randomly initialised, seed 1) 2 x 16 GIN encoder file standing in for a pre-trained one."""
-    from gnnpretrain.nn import GNN
-
-    torch.manual_seed(1)
-    torch.save(GNN(num_layer=2, emb_dim=16).state_dict(), path)
-    return path
 
 
 def _results(ledger: Path) -> pd.DataFrame:
@@ -75,9 +58,9 @@ def tiny(tmp_path_factory, data_dir):
     """A tiny real comparison (GIN scratch vs a given encoder, 3 seeds x 3 epochs on BACE) and its
     local-engine ledger, computed in this process on one thread like every Ray task."""
     tmp = tmp_path_factory.mktemp("ray")
-    common = dict(strategies=["none"], checkpoints={"gin_mine": str(_encoder(tmp / "gin_mine.pth"))},
+    common = dict(strategies=["none"], checkpoints={"gin_mine": str(random_encoder(tmp / "gin_mine.pth", seed=1))},
                   datasets=["bace"], seeds=[0, 1, 2], epochs=3, num_layer=2, emb_dim=16, batch_size=64,
-                  data_root=str(_small_root(tmp, data_dir)), cache=str(tmp / "cache"), reference_checkpoints=[])
+                  data_root=str(small_root(tmp, data_dir)), cache=str(tmp / "cache"), reference_checkpoints=[])
     refs = {}
     for fused in (False, True):
         cfg = CompareConfig(**common, output=str(tmp / f"local-{fused}"), fused=fused)
@@ -183,7 +166,7 @@ KILL_EPOCHS = 20
 def killable(tmp_path_factory, data_dir):
     """The data root of the killed runs and their uninterrupted table, computed here (fused, one thread)."""
     tmp = tmp_path_factory.mktemp("killable")
-    root = _small_root(tmp, data_dir)
+    root = small_root(tmp, data_dir)
     cfg = CompareConfig(strategies=["none", "none:gcn"], datasets=["bace"], seeds=[0, 1, 2, 3], epochs=KILL_EPOCHS,
                         num_layer=2, emb_dim=16, batch_size=64, data_root=str(root), cache=str(tmp / "cache"),
                         reference_checkpoints=[], output=str(tmp / "ref"), fused=True)
@@ -257,7 +240,7 @@ def test_without_the_extra_the_error_names_it(tmp_path):
 
 
 def test_an_unreachable_cluster_is_one_line_and_no_local_fallback(tmp_path, data_dir):
-    root = _small_root(tmp_path, data_dir, n=80)
+    root = small_root(tmp_path, data_dir, n=80)
     cmd = [sys.executable, str(_REPO / "scripts" / "compare.py"), "--strategies", "none", "--datasets", "bace",
            "--seeds", "0", "--epochs", "1", "--num-layer", "2", "--emb-dim", "8", "--reference-checkpoints", "",
            "--data-root", str(root), "--cache", str(tmp_path / "cache"), "--output", str(tmp_path / "cmp"),
