@@ -125,7 +125,7 @@ def _measure_floor(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     from gnnpretrain.nn.input import NUM_ATOM_TYPE, NUM_BOND_DIRECTION, NUM_BOND_TYPE, NUM_CHIRALITY_TAG
-    from gnnpretrain.nn.stacked import BF16_ROW_BUCKET
+    from gnnpretrain.nn.stacked import BF16_ROW_BUCKET, BF16_TAIL_STEP
     from gnnpretrain.utils import seed_everything
 
     api = _api()
@@ -159,8 +159,9 @@ def _measure_floor(spec: dict) -> dict:
     def pieces(n: int) -> list[tuple[int, int]]:
         if not bucket:
             return [(0, n)]
-        head = n // BF16_ROW_BUCKET * BF16_ROW_BUCKET
-        return ([(0, head)] if head else []) + ([(head, head + BF16_ROW_BUCKET)] if n > head else [])
+        head = n // BF16_ROW_BUCKET * BF16_ROW_BUCKET  # whole blocks, then the tail's zero-padded tile
+        tile = -(-(n - head) // BF16_TAIL_STEP) * BF16_TAIL_STEP
+        return ([(0, head)] if head else []) + ([(head, head + tile)] if n > head else [])
 
     flops = [0]
     state = {"k": 0}

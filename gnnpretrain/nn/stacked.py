@@ -20,8 +20,9 @@ Three kernel sets (:data:`KERNELS`), measured in ``benchmarks/RESULTS.md``:
 * ``sparse`` (CPU, fast): the same layout and per-model BatchNorm, but each GIN/GCN/GraphSAGE layer's
   neighbourhood sum (messages *and* edge embeddings) is one product with a sparse matrix built once
   per batch, readout is a sparse product, dense layers write every model's rows into one output
-  (:class:`_PerModelLinear`; in bf16 on zero-padded blocks of :data:`BF16_ROW_BUCKET` rows, so the
-  compiled oneDNN kernels are reused; casts model by model), layer 0's first product runs on the
+  (:class:`_PerModelLinear`; in bf16 on blocks of :data:`BF16_ROW_BUCKET` rows and a zero-padded
+  tail tile of a multiple of :data:`BF16_TAIL_STEP` rows, so the compiled oneDNN kernels are reused;
+  casts model by model), layer 0's first product runs on the
   embedding tables' rows instead of the nodes' (:meth:`StackedGraphPred._input_operator`, ~10% of a
   GIN step's matrix FLOPs), the GIN MLP's ReLU lives inside its two products, and in training each
   layer's BatchNorm + ReLU + dropout is one autograd node (:class:`_BatchNormReluDropout`, masks
@@ -250,6 +251,21 @@ def _operator_pair(rows: Tensor, cols: Tensor, vals: Tensor, shape: tuple[int, i
         return coo.to_sparse_csr(), coo.t().coalesce().to_sparse_csr()
 
 
+def _spmm(S: Tensor, x: Tensor) -> Tensor:
+    """``S @ x`` for a CSR ``S`` and a dense ``x``.
+
+    Why not ``S @ x``: on CPU that is MKL's sparse product (``addmm_out_sparse_csr_impl_mkl``),
+    which zero-fills and then copies its ``[rows, d]`` output on every call and is slow on wide
+    operators; torch's own CSR kernel (``torch.sparse.mm(S, x, "sum")``, the one PyG's ``spmm``
+    uses) writes the rows directly. Measured on one thread (AMD EPYC Zen 4, 2026-12-07): a layer's
+    ``[7079, 7169]`` aggregation 3.9 -> 3.2 ms, layer 0's ``[7079, 1330]`` table product
+    22.4 -> 4.8 ms and its transpose 33.7 -> 9.0 ms. Same sums in another order: equal to float
+    rounding. The GPU (and any other layout) keeps ``S @ x``."""
+    if x.device.type == "cpu" and S.layout == torch.sparse_csr:
+        return torch.sparse.mm(S, x, "sum")
+    return S @ x
+
+
 class _SparseProduct(torch.autograd.Function):
     """``S @ x`` for a constant sparse ``S``; the backward is ``S^T @ grad`` with the transpose
     built once per batch (not re-derived by autograd for every layer)."""
@@ -257,12 +273,12 @@ class _SparseProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, S: Tensor, St: Tensor, relu_out: bool = False) -> Tensor:  # type: ignore[override]
         ctx.St = St
-        out = S @ x
+        out = _spmm(S, x.contiguous())
         return out.clamp_min_(0) if relu_out else out
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        return ctx.St @ grad.contiguous(), None, None, None
+        return _spmm(ctx.St, grad.contiguous()), None, None, None
 
 
 def _sparse_product(x: Tensor, S: Tensor, St: Tensor, relu_out: bool = False) -> Tensor:
@@ -284,9 +300,16 @@ def _head_tail(n: int) -> tuple[int, int]:
     return head, n - head
 
 
+#: The tail tile's row count is the tail rounded up to a multiple of this (16, 32, 48 or 64 rows:
+#: four more cached shapes per product). Why: a 64-row bf16 product costs 136 us whatever the
+#: tail, a 16-row one 54 us, and the tails are spread evenly over 1-63 rows.
+BF16_TAIL_STEP = 16
+
+
 def _tile(rows: Tensor) -> Tensor:
-    """``rows`` (fewer than a bucket) at the top of a zero tile of :data:`BF16_ROW_BUCKET` rows."""
-    tile = rows.new_zeros((BF16_ROW_BUCKET, rows.size(1)))
+    """``rows`` (fewer than a bucket) at the top of a zero tile of the next multiple of
+    :data:`BF16_TAIL_STEP` rows."""
+    tile = rows.new_zeros((-(-rows.size(0) // BF16_TAIL_STEP) * BF16_TAIL_STEP, rows.size(1)))
     tile[: rows.size(0)] = rows
     return tile
 
@@ -450,7 +473,10 @@ class StackedGraphPred(nn.Module):
 
     # ---------------------------------------------------------------------------------- access
     def p(self, name: str, models: slice) -> Tensor:
-        return self.params[name.replace(".", "__")][models]
+        """Parameter ``name`` of ``models``. All models: the parameter itself, not a slice of it
+        (a slice's backward zero-fills and copies a gradient of the whole parameter, every step)."""
+        t = self.params[name.replace(".", "__")]
+        return t if models == slice(0, self.num_models) else t[models]
 
     def b(self, name: str) -> Tensor:
         return getattr(self, "buf__" + name.replace(".", "__"))

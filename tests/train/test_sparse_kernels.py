@@ -124,15 +124,22 @@ def test_per_model_linear_and_sparse_product_gradients():
 
 
 def test_bf16_blocks_equal_unpadded_products():
-    """Rows padded to the block height compute exactly what the unpadded per-model bf16 linear does."""
+    """Rows padded to the block height (a 64-row head, a tail tile of 16/32/48/64 rows) compute what
+    the unpadded per-model bf16 linear does, forward and backward: no padding row leaks in."""
     torch.manual_seed(0)
-    seg = [70, 3, 129]
-    x = torch.randn(sum(seg), 16)
-    w, b = torch.randn(3, 8, 16), torch.randn(3, 8)
+    seg = [70, 3, 129, 104, 127]  # tails 6, 3, 1, 40 (a 48-row tile), 63 (a 64-row tile)
+    x = torch.randn(sum(seg), 16, requires_grad=True)
+    w, b = torch.randn(len(seg), 8, 16, requires_grad=True), torch.randn(len(seg), 8, requires_grad=True)
     out = _PerModelLinear.apply(x, w, b, seg, torch.bfloat16, torch.float32)
+    xr, wr, br = (t.detach().clone().requires_grad_() for t in (x, w, b))
     ref = torch.cat([torch.nn.functional.linear(xg.bfloat16(), wg.bfloat16(), bg.bfloat16()).float()
-                     for xg, wg, bg in zip(x.split(seg), w, b)])
+                     for xg, wg, bg in zip(xr.split(seg), wr, br)])
     torch.testing.assert_close(out, ref, rtol=1e-2, atol=1e-2)
+    g = torch.randn_like(out)
+    out.backward(g)
+    ref.backward(g)
+    for got, want in ((x.grad, xr.grad), (w.grad, wr.grad), (b.grad, br.grad)):
+        torch.testing.assert_close(got, want, rtol=2e-2, atol=5e-2)
 
 
 def test_keep_mask_distribution_and_determinism():

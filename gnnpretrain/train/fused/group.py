@@ -35,8 +35,13 @@ Tensor = torch.Tensor
 #: Default group size on CPU (see benchmarks/RESULTS.md: throughput per graph stops improving
 #: beyond a few models on one core, while memory grows linearly).
 CPU_FUSE_DEFAULT = 10
-#: Node budget of one evaluation chunk (models x nodes of one eval batch).
-EVAL_NODE_BUDGET = {"cpu": 1 << 16, "cuda": 1 << 21}
+#: Node budget of one evaluation chunk (models x nodes of one eval batch). Why 8,192 on CPU: a
+#: chunk's activations then stay in the last-level cache (8,192 x 300 fp32 is ~10 MB), which is one
+#: model at a time for the usual 256-graph eval batch; at 65,536 ten models' copies fell out of
+#: cache. Measured on BBBP valid + test, G = 10, one thread (AMD EPYC Zen 4, 2026-12-07):
+#: 0.78 -> 0.64 CPU-s per model in fp32, 0.50 -> 0.31 in bf16, scores bit-equal
+#: (benchmarks/RESULTS.md). On a GPU, larger chunks keep it busy.
+EVAL_NODE_BUDGET = {"cpu": 1 << 13, "cuda": 1 << 21}
 
 # ------------------------------------------------------------------------------------- training
 def resolve_kernels(config: FinetuneConfig, device: torch.device) -> str:
