@@ -27,7 +27,7 @@ Three kernel sets (:data:`KERNELS`), measured in ``benchmarks/RESULTS.md``:
   GIN step's matrix FLOPs), the GIN MLP's ReLU lives inside its two products, and in training each
   layer's BatchNorm + ReLU + dropout is one autograd node (:class:`_BatchNormReluDropout`, masks
   from 8 or 16 raw random bits per element). A training step is mostly its dense products: in fp32
-  it ran at 0.83 of the throughput of those products alone, 1.35x the separate loop (10 GIN 5 x 300
+  it ran at 0.85 of the throughput of those products alone, 1.38x the separate loop (10 GIN 5 x 300
   models, one thread of an AMD EPYC Zen 4 with avx512f/avx512_bf16, shared machine;
   ``benchmarks/bench_floor.py``, benchmarks/RESULTS.md). Equal to ``exact`` to float rounding.
 * ``batched`` (GPU): nodes in a padded ``[G, Nmax, d]`` block, every dense layer one batched matmul,
