@@ -243,12 +243,27 @@ class _BatchNormReluDropout(torch.autograd.Function):
         return gx, gw.mul_(s), gb.mul_(s), None, None, None, None, None, None, None, None
 
 
-def _operator_pair(rows: Tensor, cols: Tensor, vals: Tensor, shape: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """A constant sparse matrix (duplicates summed) and its transpose, both CSR."""
-    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, shape, check_invariants=False).coalesce()
+def _operator_pair(rows: Tensor, cols: Tensor, vals: Tensor, shape: tuple[int, int]) -> tuple[Tensor, Tensor | None]:
+    """A constant sparse matrix (duplicates summed) and its transpose, both CSR; no transpose when
+    no gradient is being recorded (evaluation: the backward is never taken).
+
+    Why not ``sparse_coo_tensor(...).coalesce()`` twice: one sort of the entries' linear positions
+    gives the CSR directly and its CSC arrays are the transpose's CSR (measured on a batch of 10
+    models, one thread: 13.7 -> 7.9 ms per training step for the three operators)."""
+    n_rows, n_cols = shape
+    key, order = torch.sort(rows * n_cols + cols)
+    key, inverse = torch.unique_consecutive(key, return_inverse=True)  # duplicates (a bond type met twice) summed
+    values = torch.zeros(key.numel(), dtype=vals.dtype, device=vals.device).index_add_(0, inverse, vals[order])
+    crow = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
+    torch.cumsum(torch.bincount(torch.div(key, n_cols, rounding_mode="floor"), minlength=n_rows), 0, out=crow[1:])
     with warnings.catch_warnings():  # "sparse CSR support is in beta": products of CSR x dense are all we use
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return coo.to_sparse_csr(), coo.t().coalesce().to_sparse_csr()
+        S = torch.sparse_csr_tensor(crow, key % n_cols, values, shape, check_invariants=False)
+        if not torch.is_grad_enabled():
+            return S, None
+        csc = S.to_sparse_csc()
+        return S, torch.sparse_csr_tensor(csc.ccol_indices(), csc.row_indices(), csc.values(), (n_cols, n_rows),
+                                          check_invariants=False)
 
 
 def _spmm(S: Tensor, x: Tensor) -> Tensor:
