@@ -99,19 +99,14 @@ def pretrain_step(args, out: Path) -> tuple[Path, list[dict], float]:
     return run / "model.pth", history, baseline
 
 
-def _arm_seed(job: tuple) -> dict:
-    from gnnpretrain.train import run_seed
-
-    arm, config, seed = job
-    rec = run_seed(config, seed)
-    return {"arm": arm, "seed": seed,
-            "test": rec["best_valid"]["test_auc"], "skipped": rec["skipped"], "wall_time_s": rec["wall_time_s"]}
-
-
 def finetune_step(args, out: Path, model: Path, seeds: list[int], jobs: int, log) -> tuple[dict[str, dict[int, float]], dict]:
-    """Both arms x all seeds, as ``jobs`` parallel single-thread processes; each seed's file is written
-    when it finishes, so an interrupted run keeps them and a re-run skips them."""
+    """Both arms x all seeds as fused groups (``gnnpretrain.train.fused.run_members``: the runs of one
+    architecture train as one stacked model, the fastest correct path on a CPU; ``jobs`` > 1 spreads
+    the groups over that many single-thread processes). Each seed's file is written when its group
+    finishes, and a group saves its state every few minutes, so an interrupted run keeps what it did
+    and a re-run skips or resumes it."""
     from gnnpretrain.train import FinetuneConfig, summarize
+    from gnnpretrain.train.fused import run_members
 
     common = dict(dataset=args.dataset, num_layer=args.num_layer, emb_dim=args.emb_dim, epochs=args.epochs,
                   seeds=seeds, data_root=args.data_root, cache=args.cache, device="cpu", progress=False)
@@ -141,16 +136,18 @@ def finetune_step(args, out: Path, model: Path, seeds: list[int], jobs: int, log
 
     from gnnpretrain.runtime import interrupt_note
 
+    def on_record(i: int, rec: dict) -> None:
+        arm, _, seed = todo[i]
+        record({"arm": arm, "seed": seed, "test": rec["best_valid"]["test_auc"], "skipped": rec["skipped"],
+                "wall_time_s": rec["wall_time_s"]})
+
     with interrupt_note(lambda: f"{done} of {len(todo)} fine-tuning runs are saved under {out / 'finetune'}; "
                                 "the same command continues with the others"):
-        if jobs > 1:  # one-thread worker processes that die with this one
-            from gnnpretrain.train.workers import parallel_map
-
-            for _, r in parallel_map(_arm_seed, todo, jobs):
-                record(r)
-        else:
-            for job in todo:
-                record(_arm_seed(job))
+        records = run_members([(cfg, seed) for _, cfg, seed in todo], jobs=jobs, on_record=on_record, note=log,
+                              progress=None if args.no_progress else log)
+        for i, rec in enumerate(records):  # runs finished before (run_members reports only what it ran)
+            if rec["skipped"]:
+                on_record(i, rec)
     for cfg in arms.values():
         summarize(cfg)  # summary.json per arm, as finetune.py writes it
     return results, arms
