@@ -117,9 +117,9 @@ def build_parser(domain: str = "chem") -> argparse.ArgumentParser:
     p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
                    help="train the seeds as one stacked computation (gnnpretrain.train.fused: the same files, results "
                    "equal to separate runs' in distribution — bitwise with --fused-kernels exact; unsupported options "
-                   "fall back to separate runs). Default: fused with --amp on a CPU with native bf16, where it measured "
-                   "2x faster than separate runs (benchmarks/RESULTS.md); otherwise not fused (fp32 on CPU: within noise of separate "
-                   "runs; GPU: not measured yet)")
+                   "fall back to separate runs). Default: fused on CPU, where it measured faster in fp32 (sparse kernels: 1.2x "
+                   "separate runs at one seed, 1.36x per seed-epoch at ten) and in bf16 (2.3x the reference loop; "
+                   "benchmarks/RESULTS.md); not fused on GPUs (not measured yet)")
     p.add_argument("--fuse-max", type=int, default=None, metavar="N",
                    help="at most N models per fused group (default: automatic — 10 on CPU, measured from "
                    "the memory of one step on a GPU)")
@@ -292,14 +292,11 @@ def main(argv: list[str] | None = None) -> dict:
         threads, jobs = args.threads or 1, 1
     else:
         threads, jobs = _cpu_plan(args, seeds)
-    if args.fused is None:  # fused where it is measured faster: bf16 on CPU (benchmarks/RESULTS.md)
+    if args.fused is None:  # fused where it is measured faster: on CPU, fp32 and bf16 (benchmarks/RESULTS.md)
         from gnnpretrain.utils import resolve_device
 
         try:
-            from gnnpretrain.hardware import native_bf16
-
-            device = resolve_device(args.device)
-            args.fused = bool(args.amp or args.amp_dtype == "bf16") and device.type == "cpu" and native_bf16(device)[0]
+            args.fused = resolve_device(args.device).type == "cpu"
         except ValueError:
             args.fused = False  # FinetuneConfig reports the bad device
     try:

@@ -112,7 +112,8 @@ _FLAG_NAMES = {"task_type": "task"}
 #: The options that :func:`cli_options` writes: what a fine-tune computes (the result keys), not where.
 _CLI_FIELDS = ("dataset", "domain", "input_model_file", "gnn_type", "num_layer", "emb_dim", "JK", "graph_pooling",
                "dropout", "epochs", "batch_size", "lr", "decay", "split", "split_seed", "featurizer",
-               "smiles_column", "target_columns", "task_type", "amp", "freeze")
+               "smiles_column", "target_columns", "task_type", "amp", "freeze",
+               "fused")  # the trials' engine (separate runs): --config best.json reproduces the best trial bitwise
 
 
 def cli_options(config: FinetuneConfig) -> dict[str, Any]:
