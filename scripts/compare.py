@@ -107,9 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_arguments(p, "where fine-tunes run: local = this machine (in-process, or --jobs processes); ray = one "
                          "Ray task per fused group (with --fused) or per seed, on a Ray cluster (pip install -e '.[ray]'; "
                          "--threads = torch threads and Ray CPUs per task, default 1). Same seed files and ledger lines")
-    p.add_argument("--fused", action="store_true", default=None,
+    p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
                    help="fine-tune the cells of each (architecture, data set) as fused groups of models "
-                   "(gnnpretrain.train.fused; same seed files and ledger lines as separate runs)")
+                   "(gnnpretrain.train.fused; same seed files and ledger lines as separate runs, results equal in "
+                   "distribution). Default: fused on CPU, where it measured faster (benchmarks/RESULTS.md); "
+                   "not on GPUs unless asked")
     p.add_argument("--fuse-max", type=int, default=None, metavar="N", help="models per fused group (default: automatic)")
     p.add_argument("--fused-kernels", default=None, choices=["auto", "exact", "sparse", "batched"],
                    help="kernels of fused groups: auto (default) = sparse on CPU (fast; equal to separate runs to float "
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
             cache=args.cache,
             rows=_csv(args.rows),
             ledger=args.ledger,
-            fused=args.fused,
+            fused=_default_fused(args),
             fuse_max=args.fuse_max,
             fused_kernels=args.fused_kernels,
             engine=args.engine,
@@ -190,6 +192,17 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'gain.png'} from the ledger {report['ledger']} "
           f"({report['ran']} runs executed, {report['wall_time_s']:.0f} s)")
     return report
+
+
+def _default_fused(args: argparse.Namespace) -> bool | None:
+    """``--fused`` / ``--no-fused`` as given; unset: fused when the fine-tunes run on this machine's CPU
+    (the fastest correct path there, benchmarks/RESULTS.md), else the profile's choice."""
+    if args.fused is not None:
+        return args.fused
+    from gnnpretrain.train.compare.plan import PROFILES
+
+    device = args.device or (PROFILES.get(args.profile) or {}).get("device") or "cpu"
+    return True if device == "cpu" else None
 
 
 def _moleculeace(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:

@@ -152,7 +152,7 @@ def _children(pid: int) -> list[int]:
 def test_killed_compare_jobs2_leaves_no_process_and_rerun_gives_the_same_table(tmp_path, data_dir):
     root = small_root(tmp_path, data_dir)
     # 2 rows x 4 seeds x 20 epochs of a 2 x 16 encoder: each seed about a second, long enough to be killed
-    common = ["--strategies", "none,none:gcn", "--datasets", "bace", "--seeds", "0-3", "--epochs", "20",
+    common = ["--strategies", "none,none:gcn", "--datasets", "bace", "--seeds", "0-3", "--epochs", "20", "--no-fused",
               "--num-layer", "2", "--emb-dim", "16", "--batch-size", "64",
               "--reference-checkpoints", "", "--data-root", str(root), "--cache", str(tmp_path / "cache")]
     # the uninterrupted reference, in this process with one thread like the workers
