@@ -123,6 +123,27 @@ def test_per_model_linear_and_sparse_product_gradients():
     assert S.to_dense()[2, 2] == S.values()[S.crow_indices()[2]:S.crow_indices()[3]][0]
 
 
+def test_operator_pair_is_the_summed_matrix_and_its_transpose():
+    """The operators built from one sort: duplicates summed (a bond type met by several edges of one node),
+    empty rows and columns kept, the transpose exact; no transpose when no gradient is recorded."""
+    gen = torch.Generator().manual_seed(3)
+    n_rows, n_cols = 40, 55
+    rows = torch.randint(0, n_rows - 3, (300,), generator=gen)  # the last rows stay empty
+    cols = torch.randint(0, n_cols - 5, (300,), generator=gen)  # so do the last columns
+    vals = torch.rand(300, dtype=torch.float64, generator=gen)
+    dense = torch.zeros(n_rows, n_cols, dtype=torch.float64).index_put_((rows, cols), vals, accumulate=True)
+    S, St = _operator_pair(rows, cols, vals, (n_rows, n_cols))
+    assert S.layout == St.layout == torch.sparse_csr and S.shape == (n_rows, n_cols) and St.shape == (n_cols, n_rows)
+    torch.testing.assert_close(S.to_dense(), dense, rtol=0, atol=1e-12)
+    torch.testing.assert_close(St.to_dense(), dense.t(), rtol=0, atol=1e-12)
+    assert S.col_indices().numel() == int((dense != 0).sum())  # one stored entry per position
+    x = torch.randn(n_cols, 4, dtype=torch.float64, generator=gen)
+    torch.testing.assert_close(_sparse_product(x, S, St), dense @ x)
+    with torch.no_grad():
+        S0, St0 = _operator_pair(rows, cols, vals, (n_rows, n_cols))
+    assert St0 is None and torch.equal(S0.to_dense(), S.to_dense())
+
+
 def test_bf16_blocks_equal_unpadded_products():
     """Rows padded to the block height (a 64-row head, a tail tile of 16/32/48/64 rows) compute what
     the unpadded per-model bf16 linear does, forward and backward: no padding row leaks in."""
