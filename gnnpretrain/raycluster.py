@@ -5,7 +5,8 @@ turns a missing install into one line naming the extra. :func:`connect` follows 
 for where the cluster is:
 
 * ``address=None`` and no ``RAY_ADDRESS`` in the environment: a private Ray instance is started on
-  this machine (``num_cpus`` of them; the default is every core) and stopped when the run ends;
+  this machine (``num_cpus`` of them; the default is every core) and stopped when the run ends, even
+  when a ``ray start`` cluster runs here too (join that one with ``address="auto"``);
 * ``address="auto"``, ``"HOST:PORT"`` or ``RAY_ADDRESS`` set: that running cluster is joined
   (``ray start --head`` on one machine, ``ray start --address HOST:PORT`` on the others). If it
   cannot be reached the run stops with one line — it never falls back to a local instance, which
@@ -113,7 +114,10 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> Iterator
     address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     if address is None:
-        ray.init(num_cpus=num_cpus, **kwargs)
+        # "local": always a new instance of this run's own. A bare ray.init() would join whatever
+        # `ray start` cluster this machine last ran (Ray reads it from its temp folder), i.e. someone
+        # else's cluster, torn down under this run when they stop it; joining one is --address auto
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)
     else:
         probe_address(address)
         try:

@@ -307,7 +307,7 @@ def test_the_ray_tune_engine_runs_the_same_search(searched, small, run_script, t
     local = pd.read_csv(hp_local / "trials.csv").set_index("number")
     # paths relative to this process's folder (a Ray worker runs elsewhere: the engine makes them absolute)
     root, cache, encoder = (os.path.relpath(p) for p in small)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         done = run_script("finetune", *_search_args((root, cache, encoder), tmp_path / "out", "--hpopt", "2",
                                                     "--engine", "ray", "--jobs", "1"))

@@ -66,3 +66,35 @@ def test_two_nodes_share_the_groups_and_a_lost_node_is_survived(tmp_path, data_d
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_without_an_address_a_private_instance_even_beside_a_running_cluster(tmp_path):
+    """No --address and no RAY_ADDRESS: the run gets an instance of its own, not the cluster another
+    program started on this machine (a bare ``ray.init()`` joins that one; it was torn down under a test
+    running beside one); ``address="auto"`` is how to join it. In a subprocess: nothing shared with
+    other tests' Ray sessions."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import ray\n"
+        "from ray.cluster_utils import Cluster\n"
+        "from gnnpretrain.raycluster import connect\n"
+        "other = Cluster(initialize_head=True, head_node_args={'num_cpus': 1})\n"
+        "theirs = other.address\n"
+        "try:\n"
+        "    with connect(None, num_cpus=1):\n"
+        "        mine = ray.get_runtime_context().gcs_address\n"
+        "    with connect('auto'):\n"
+        "        joined = ray.get_runtime_context().gcs_address\n"
+        "finally:\n"
+        "    other.shutdown()\n"
+        "print(mine, joined, theirs)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    mine, joined, other = done.stdout.split()[-3:]
+    assert mine != other and joined == other

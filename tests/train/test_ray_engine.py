@@ -48,7 +48,7 @@ def _task_workers() -> list[int]:
 @pytest.fixture(scope="module")
 def cluster():
     """A local two-CPU Ray cluster in this process, as CI and a laptop have."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
