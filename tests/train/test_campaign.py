@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from gnnpretrain.paths import REPO_ROOT
@@ -139,18 +140,21 @@ def test_campaign_script_refuses_bad_budgets_and_protocol_changes(run_script, tm
 
 
 def test_an_interrupted_unit_keeps_its_group_cut(tmp_path, data_dir, cache, run_script):
-    """A unit cut to fewer models by the budget resumes with the same cut (its state file's group)."""
+    """A unit cut to fewer models by the budget resumes its group in flight with the same cut (its state
+    file's group); the unit's other seeds are then planned afresh (one group of the rest here)."""
     plan = tmp_path / "plan.csv"
     plan.write_text("order,stage,dataset,row,device\n1,1,bace,none:gcn,any\n")
     out = tmp_path / "runs"
     out.mkdir()
     (out / "inflight.json").write_text(json.dumps({"unit": ["bace", ["none:gcn"]], "fuse_max": 1}))
     res = run_script("campaign", "--hours", "1", "--plan", str(plan), "--ledger", str(tmp_path / "l.csv"),
-                     "--output", str(out), "--epochs", "1", "--seeds", "0-1", "--nice", "0",
+                     "--output", str(out), "--epochs", "1", "--seeds", "0-2", "--nice", "0",
                      "--data-root", str(data_dir), "--cache", str(cache))
     assert res.returncode == 0, res.stderr
-    assert "resuming unit bace/none:gcn (groups of 1)" in res.stdout
-    assert res.stdout.count("fused group of 1 (") == 2
+    assert "resuming unit bace/none:gcn (groups of 1) with its group in flight (seeds 0)" in res.stdout
+    assert res.stdout.count("fused group of 1 (seeds [0])") == 1
+    assert res.stdout.count("fused group of 2 (seeds [1, 2])") == 1
+    assert len(pd.read_csv(tmp_path / "l.csv")) == 3
 
 
 def test_task_pack_round_trip_gives_the_same_graphs_and_the_same_training(data_dir, cache, tmp_path):

@@ -13,7 +13,9 @@ A *cell* is one (data set, row) at 10 seeds. A *unit* is what one fused computat
 consecutive unfinished cells of the plan with the same data set and architecture (a scratch row and
 its published checkpoint fine-tune as one group). A unit too big for the budget left is cut to
 fewer models (``fuse_max``) and the cut is remembered (``inflight.json`` in the campaign folder) so
-that a later run resumes the same group from its state file instead of starting another.
+that a later run resumes the same group from its state file instead of starting another; after that
+group, the unit's other seeds are planned afresh for the budget then left (a cut made small by the
+end of one budget does not keep the rest of the unit in small, slower groups).
 
 The protocol is the ``architectures`` profile of :mod:`.plan` (paper protocol: scaffold split,
 100 epochs, batch 32, Adam 1e-3, dropout 0.5, mean pooling, 5 x 300, fp32); the campaign adds only
@@ -281,11 +283,17 @@ def run_campaign(
         missing = sum(len(set(seeds) - st["seeds_done"].get((c.dataset, c.row), set())) for c in unit)
         key = [unit[0].dataset, [c.row for c in unit]]
         inflight = _read_json(inflight_path)
+        unit_seeds = list(seeds)
         if on_gpu:
             fuse_max = None  # as many models as the GPU's memory holds (fused.auto_group_size)
         elif inflight.get("unit") == key:
             fuse_max = inflight.get("fuse_max")  # the same cut as before: its state file resumes
-            log(f"resuming unit {unit[0].dataset}/{'+'.join(c.row for c in unit)} (groups of {fuse_max})")
+            # only the group in flight keeps that cut: this run takes just the first seeds (as many as its
+            # members need), then the unit's other seeds are planned afresh for the budget left, so a cut
+            # made small by the end of one budget does not stay small for the rest of the unit
+            unit_seeds = _first_seeds(unit, seeds, st["seeds_done"], fuse_max)
+            log(f"resuming unit {unit[0].dataset}/{'+'.join(c.row for c in unit)} (groups of {fuse_max}) "
+                f"with its group in flight (seeds {_seed_text(unit_seeds)}); the rest is planned after it")
         else:
             fit = int(remaining // max(per_seed, 1e-9))
             if fit < 1:
@@ -298,7 +306,7 @@ def run_campaign(
             f"{fuse_max or 'GPU-memory size'}, ~{math.ceil(missing * per_seed / 60)} CPU-min estimated; budget "
             f"left {remaining / 60:.0f} min")
         config = unit_config(unit, ledger=ledger_path, output=out, device=device, fuse_max=fuse_max,
-                             epochs=epochs, seeds=seeds, data_root=data_root, cache=cache,
+                             epochs=epochs, seeds=unit_seeds, data_root=data_root, cache=cache,
                              reference_dir=reference_dir)
         try:
             run_comparison(config, log=log, stop_at=stop_at, progress=log)
@@ -314,6 +322,25 @@ def run_campaign(
             log("budget reached between groups")
             log(status_line(st))
             return st
+
+
+def _first_seeds(unit: Sequence[Any], seeds: Sequence[int], done: dict, group: int) -> list[int]:
+    """The first seeds whose missing (seed, row) members fill ``group`` models: the comparison orders a
+    unit's members seed by seed (its rows together), so the first group it cuts from these seeds is the
+    group in flight, whose state file then resumes."""
+    out, members = [], 0
+    for seed in seeds:
+        missing = sum(seed not in done.get((c.dataset, c.row), set()) for c in unit)
+        if missing:
+            out.append(seed)
+            members += missing
+        if members >= max(int(group or 1), 1):
+            break
+    return out or list(seeds)
+
+
+def _seed_text(seeds: Sequence[int]) -> str:
+    return ", ".join(str(s) for s in seeds)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
