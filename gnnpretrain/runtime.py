@@ -252,6 +252,36 @@ class interrupt_note:  # noqa: N801 (used as a context manager, reads like one)
 _pending: str | None = None
 
 
+class deferred_interrupt:  # noqa: N801 (used as a context manager, reads like one)
+    """``with deferred_interrupt():`` — a Ctrl-C inside the block is held until the block ends, then
+    handled as usual (``KeyboardInterrupt``). Why: saving an epoch writes several files and then
+    updates what the interrupt note reports; stopped half-way, the files and the one line would
+    disagree by an epoch. Outside the main thread (where Python delivers no signal) it does nothing."""
+
+    def __enter__(self) -> "deferred_interrupt":
+        import signal
+        import threading
+
+        self._caught: list[int] = []
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, lambda signum, frame: self._caught.append(signum))  # noqa: ARG005
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        import signal
+
+        if self._previous is None:
+            return
+        signal.signal(signal.SIGINT, self._previous)
+        if self._caught and exc_type is None:
+            if callable(self._previous):
+                self._previous(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
+            elif self._previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
+
+
 def _note_text(note) -> str | None:
     try:
         return (note() if callable(note) else str(note)) or None

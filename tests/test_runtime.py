@@ -95,3 +95,22 @@ def test_help_shows_every_default_once():
     assert "learning rate (default: 0.001)" in text
     assert "(default: False)" not in text
     assert text.count("default") == 3
+
+
+def test_deferred_interrupt_holds_ctrl_c_until_the_block_is_done():
+    """A Ctrl-C inside the block lets the block finish, then arrives as KeyboardInterrupt; none: no raise."""
+    import os
+    import signal
+
+    from gnnpretrain.runtime import deferred_interrupt
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_interrupt():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("after the signal")  # still runs: the interrupt is held
+    assert done == ["after the signal"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
+    with deferred_interrupt():
+        done.append("quiet")
+    assert done[-1] == "quiet"

@@ -47,6 +47,7 @@ from gnnpretrain.train.resume import (
     rng_state,
     set_rng_state,
 )
+from gnnpretrain.runtime import deferred_interrupt
 from gnnpretrain.utils import atomic_save_safetensors, atomic_torch_save, atomic_write_json, atomic_write_text, resolve_device, runtime_info
 
 __all__ = ["pretrain", "ConfigMismatchError", "CHECKPOINT_NAME", "MODEL_NAME", "CONFIG_NAME", "METRICS_NAME", "epoch_seed",
@@ -346,27 +347,33 @@ def _epochs(strategy, model, loader, optimizer, device, amp_used, seed, rank, wo
             shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
                               if k != "runtime")
             log(f"epoch {epoch}: {shown}")
-            encoder_state = {k: v.detach().cpu() for k, v in strategy.encoder.state_dict().items()}
-            if model_path.suffix != ".safetensors":
-                atomic_torch_save(encoder_state, model_path)
-            # the same weights as safetensors (no pickle) with the run's config as metadata, so
-            # hub.load / load_encoder_state know the architecture without config.json
-            atomic_save_safetensors(
-                encoder_state, model_path.with_suffix(".safetensors"),
-                metadata={"format": "gnnpretrain-encoder", "epoch": str(epoch), "config": json.dumps(plain_config)},
-            )
-            atomic_torch_save(
-                {
-                    "strategy": {k: v.detach().cpu() for k, v in strategy.state_dict().items()},
-                    "optimizer": optimizer.state_dict(),
-                    "epoch": epoch,
-                    "rng": rng_state(),
-                    "config": plain_config,
-                },
-                ckpt_path,
-            )
-            atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
-        finished["epoch"] = epoch
+            # the epoch's files, then the counter the Ctrl-C line reads, with Ctrl-C held until all are
+            # written; the checkpoint last (a resume keeps only metrics lines before its epoch), so even
+            # a kill -9 in between leaves files a resume reads consistently
+            with deferred_interrupt():
+                encoder_state = {k: v.detach().cpu() for k, v in strategy.encoder.state_dict().items()}
+                if model_path.suffix != ".safetensors":
+                    atomic_torch_save(encoder_state, model_path)
+                # the same weights as safetensors (no pickle) with the run's config as metadata, so
+                # hub.load / load_encoder_state know the architecture without config.json
+                atomic_save_safetensors(
+                    encoder_state, model_path.with_suffix(".safetensors"),
+                    metadata={"format": "gnnpretrain-encoder", "epoch": str(epoch), "config": json.dumps(plain_config)},
+                )
+                atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
+                atomic_torch_save(
+                    {
+                        "strategy": {k: v.detach().cpu() for k, v in strategy.state_dict().items()},
+                        "optimizer": optimizer.state_dict(),
+                        "epoch": epoch,
+                        "rng": rng_state(),
+                        "config": plain_config,
+                    },
+                    ckpt_path,
+                )
+                finished["epoch"] = epoch
+        else:
+            finished["epoch"] = epoch
         if world_size > 1:
             dist.barrier()
     return history
