@@ -94,7 +94,8 @@ def test_without_an_address_a_private_instance_even_beside_a_running_cluster(tmp
     )
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     done = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-                          capture_output=True, text=True, timeout=240)
+                          capture_output=True, text=True, timeout=240,
+                          start_new_session=True)  # Ray's helper processes signal their process group on exit
     assert done.returncode == 0, done.stderr[-3000:]
     mine, joined, other = done.stdout.split()[-3:]
     assert mine != other and joined == other
