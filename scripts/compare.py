@@ -48,6 +48,7 @@ from gnnpretrain.train.compare import (  # noqa: E402
     report_from_ledger,
     run_comparison,
 )
+from gnnpretrain.train.fused import fused_by_default  # noqa: E402
 from gnnpretrain.utils import parse_seeds  # noqa: E402
 
 
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
             cache=args.cache,
             rows=_csv(args.rows),
             ledger=args.ledger,
-            fused=_default_fused(args),
+            fused=args.fused if args.fused is not None else fused_by_default(args.device),
             fuse_max=args.fuse_max,
             fused_kernels=args.fused_kernels,
             engine=args.engine,
@@ -192,17 +193,6 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'gain.png'} from the ledger {report['ledger']} "
           f"({report['ran']} runs executed, {report['wall_time_s']:.0f} s)")
     return report
-
-
-def _default_fused(args: argparse.Namespace) -> bool | None:
-    """``--fused`` / ``--no-fused`` as given; unset: fused when the fine-tunes run on this machine's CPU
-    (the fastest correct path there, benchmarks/RESULTS.md), else the profile's choice."""
-    if args.fused is not None:
-        return args.fused
-    from gnnpretrain.train.compare.plan import PROFILES
-
-    device = args.device or (PROFILES.get(args.profile) or {}).get("device") or "cpu"
-    return True if device == "cpu" else None
 
 
 def _moleculeace(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:

@@ -293,12 +293,9 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         threads, jobs = _cpu_plan(args, seeds)
     if args.fused is None:  # fused where it is measured faster: on CPU, fp32 and bf16 (benchmarks/RESULTS.md)
-        from gnnpretrain.utils import resolve_device
+        from gnnpretrain.train.fused import fused_by_default
 
-        try:
-            args.fused = resolve_device(args.device).type == "cpu"
-        except ValueError:
-            args.fused = False  # FinetuneConfig reports the bad device
+        args.fused = fused_by_default(args.device)
     try:
         config = FinetuneConfig(
             dataset=args.dataset, domain=args.domain, input_model_file=args.input_model_file,

@@ -347,10 +347,11 @@ def _epochs(strategy, model, loader, optimizer, device, amp_used, seed, rank, wo
             shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
                               if k != "runtime")
             log(f"epoch {epoch}: {shown}")
-            # the epoch's files, then the counter the Ctrl-C line reads, with Ctrl-C held until all are
-            # written; the checkpoint last (a resume keeps only metrics lines before its epoch), so even
-            # a kill -9 in between leaves files a resume reads consistently
-            with deferred_interrupt():
+        # the epoch's files, then the counter the Ctrl-C line reads, with Ctrl-C held until all are
+        # written; the checkpoint last (a resume keeps only metrics lines before its epoch), so even
+        # a kill -9 in between leaves files a resume reads consistently
+        with deferred_interrupt():
+            if rank == 0:
                 encoder_state = {k: v.detach().cpu() for k, v in strategy.encoder.state_dict().items()}
                 if model_path.suffix != ".safetensors":
                     atomic_torch_save(encoder_state, model_path)
@@ -371,8 +372,6 @@ def _epochs(strategy, model, loader, optimizer, device, amp_used, seed, rank, wo
                     },
                     ckpt_path,
                 )
-                finished["epoch"] = epoch
-        else:
             finished["epoch"] = epoch
         if world_size > 1:
             dist.barrier()

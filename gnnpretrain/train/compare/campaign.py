@@ -293,7 +293,7 @@ def run_campaign(
             # made small by the end of one budget does not stay small for the rest of the unit
             unit_seeds = _first_seeds(unit, seeds, st["seeds_done"], fuse_max)
             log(f"resuming unit {unit[0].dataset}/{'+'.join(c.row for c in unit)} (groups of {fuse_max}) "
-                f"with its group in flight (seeds {_seed_text(unit_seeds)}); the rest is planned after it")
+                f"with its group in flight (seeds {', '.join(map(str, unit_seeds))}); the rest is planned after it")
         else:
             fit = int(remaining // max(per_seed, 1e-9))
             if fit < 1:
@@ -337,10 +337,6 @@ def _first_seeds(unit: Sequence[Any], seeds: Sequence[int], done: dict, group: i
         if members >= max(int(group or 1), 1):
             break
     return out or list(seeds)
-
-
-def _seed_text(seeds: Sequence[int]) -> str:
-    return ", ".join(str(s) for s in seeds)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

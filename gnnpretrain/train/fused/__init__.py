@@ -74,6 +74,7 @@ from gnnpretrain.train.fused.group import (
 from gnnpretrain.train.fused.members import (
     auto_group_size,
     fallback_reason,
+    fused_by_default,
     fusion_key,
     resolve_kernels,
     run_members,
@@ -82,5 +83,5 @@ from gnnpretrain.train.fused.members import (
 from gnnpretrain.train.fused.store import TrainStore, index_loader
 
 __all__ = ["run_members", "work_items", "train_group", "BudgetReached", "TrainStore", "index_loader", "fusion_key",
-           "fallback_reason", "auto_group_size", "CPU_FUSE_DEFAULT", "resolve_kernels", "make_optimizer",
+           "fallback_reason", "fused_by_default", "auto_group_size", "CPU_FUSE_DEFAULT", "resolve_kernels", "make_optimizer",
            "per_model_loss", "predict_group", "state_path"]

@@ -27,7 +27,7 @@ from gnnpretrain.train.separate import run_seed
 from gnnpretrain.train.tasks import Task
 from gnnpretrain.utils import atomic_write_json, resolve_device, seed_everything
 
-__all__ = ["fusion_key", "fallback_reason", "auto_group_size", "resolve_kernels", "run_members", "work_items"]
+__all__ = ["fusion_key", "fallback_reason", "fused_by_default", "auto_group_size", "resolve_kernels", "run_members", "work_items"]
 
 log = logging.getLogger("gnnpretrain.train.fused")
 
@@ -58,6 +58,17 @@ def fallback_reason(task: Task, config: FinetuneConfig) -> str | None:
         return None  # batches are gathered in-process; workers are simply not needed
     seed_everything(0)
     return unsupported_reason(build_model(task, FinetuneConfig(**{**config.to_dict(), "input_model_file": None})))
+
+
+def fused_by_default(device: str | None) -> bool:
+    """Whether the scripts fuse when neither ``--fused`` nor ``--no-fused`` is given: on a CPU, where the
+    sparse kernels measured faster in fp32 (1.2x separate runs at one seed, 1.36x per seed-epoch at
+    ten) and in bf16 (benchmarks/RESULTS.md); not on GPUs, where it is not measured yet. A device
+    that does not resolve gives ``False`` (the configuration then reports it)."""
+    try:
+        return resolve_device(device or "cpu").type == "cpu"
+    except ValueError:
+        return False
 
 
 def auto_group_size(task: Task, config: FinetuneConfig, n: int, device: torch.device, fuse_max: int | None) -> int:
