@@ -14,7 +14,8 @@ graphs), batch 32, dropout 0.5, G models:
   each model with its own weights and activations (random values), outputs preallocated. What the
   separate loop, the reference loop and the fused exact kernels all multiply.
 * ``floor-fused``: the same for the products the fused sparse kernels actually run (layer 0's
-  first product on the embedding tables' rows instead of the nodes'; in bf16 on 64-row blocks).
+  first product on the embedding tables' rows instead of the nodes'; in bf16 on each model's node
+  rows padded as :func:`gnnpretrain.nn.stacked.bf16_rows` pads them, other rows in 64-row blocks).
 * ``separate``: our loop (``bench_finetune.py``'s, one model, PyG ``DataLoader``, ``GNNGraphPred``,
   Adam) — G separate runs take G times as long, so its graphs/s holds for any G.
 * ``fused``: G models as one ``StackedGraphPred`` step, sparse kernels, fp32; and bf16 where the
@@ -125,7 +126,7 @@ def _measure_floor(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     from gnnpretrain.nn.input import NUM_ATOM_TYPE, NUM_BOND_DIRECTION, NUM_BOND_TYPE, NUM_CHIRALITY_TAG
-    from gnnpretrain.nn.stacked import BF16_ROW_BUCKET, BF16_TAIL_STEP
+    from gnnpretrain.nn.stacked import BF16_ROW_BUCKET, BF16_TAIL_STEP, _head_tail, bf16_rows
     from gnnpretrain.utils import seed_everything
 
     api = _api()
@@ -136,6 +137,7 @@ def _measure_floor(spec: dict) -> dict:
     G, B = spec["G"], spec["batch_size"]
     fused = spec["kind"] == "floor-fused"
     tables = fused and spec["gnn_type"] != "gat"
+    fused_layout = tables and cfg.JK == "last"  # StackedGraphPred's padded bf16 rows (CPU, sparse kernels)
     table_rows = NUM_ATOM_TYPE + NUM_CHIRALITY_TAG + (NUM_BOND_TYPE + NUM_BOND_DIRECTION if spec["gnn_type"] == "gin" else 0)
     shapes = _product_shapes(model, tables, table_rows)
     dtype = torch.bfloat16 if spec["precision"] == "bf16" else torch.float32
@@ -156,12 +158,14 @@ def _measure_floor(spec: dict) -> dict:
                   gx=torch.empty(cap[r], i, dtype=dtype), gw=torch.empty(o, i, dtype=dtype)) for r, i, o in shapes]
             for _ in range(G)]
 
-    def pieces(n: int) -> list[tuple[int, int]]:
+    def pieces(n: int, rows: str) -> list[tuple[int, int]]:
         if not bucket:
             return [(0, n)]
-        head = n // BF16_ROW_BUCKET * BF16_ROW_BUCKET  # whole blocks, then the tail's zero-padded tile
-        tile = -(-(n - head) // BF16_TAIL_STEP) * BF16_TAIL_STEP
-        return ([(0, head)] if head else []) + ([(head, head + tile)] if n > head else [])
+        if rows == "nodes" and fused_layout:  # the bf16 row layout: each model's nodes padded, one product
+            return [(0, bf16_rows(n))]
+        head, tail = _head_tail(n)  # whole blocks, then the tail's zero-padded tile
+        tile = -(-tail // BF16_TAIL_STEP) * BF16_TAIL_STEP
+        return ([(0, head)] if head else []) + ([(head, head + tile)] if tail else [])
 
     flops = [0]
     state = {"k": 0}
@@ -172,7 +176,7 @@ def _measure_floor(spec: dict) -> dict:
         for g in range(G):
             for (r, i, o), t in zip(shapes, bufs[g]):
                 n = {"nodes": counts[g], "graphs": B, "tables": table_rows}[r]
-                for a, e in pieces(n):
+                for a, e in pieces(n, r):
                     torch.addmm(t["b"], t["x"][a:e], t["w"].t(), out=t["y"][a:e])      # forward
                     torch.mm(t["gy"][a:e], t["w"], out=t["gx"][a:e])                 # input gradient
                     torch.mm(t["gy"][a:e].t(), t["x"][a:e], out=t["gw"])             # weight gradient

@@ -20,9 +20,10 @@ Three kernel sets (:data:`KERNELS`), measured in ``benchmarks/RESULTS.md``:
 * ``sparse`` (CPU, fast): the same layout and per-model BatchNorm, but each GIN/GCN/GraphSAGE layer's
   neighbourhood sum (messages *and* edge embeddings) is one product with a sparse matrix built once
   per batch, readout is a sparse product, dense layers write every model's rows into one output
-  (:class:`_PerModelLinear`; in bf16 on blocks of :data:`BF16_ROW_BUCKET` rows and a zero-padded
-  tail tile of a multiple of :data:`BF16_TAIL_STEP` rows, so the compiled oneDNN kernels are reused;
-  casts model by model), layer 0's first product runs on the
+  (:class:`_PerModelLinear`; casts model by model; in bf16 each model's nodes are followed by pad
+  rows up to :func:`bf16_rows`, so each product is one in-place call on a shape oneDNN has compiled
+  before — other row counts run as blocks of :data:`BF16_ROW_BUCKET` rows and a zero-padded tail
+  tile), layer 0's first product runs on the
   embedding tables' rows instead of the nodes' (:meth:`StackedGraphPred._input_operator`, ~10% of a
   GIN step's matrix FLOPs), the GIN MLP's ReLU lives inside its two products, and in training each
   layer's BatchNorm + ReLU + dropout is one autograd node (:class:`_BatchNormReluDropout`, masks
@@ -191,12 +192,13 @@ class _BatchNormReluDropout(torch.autograd.Function):
     dropout stopped the gradient. The backward is torch's BatchNorm backward
     (``native_batch_norm_backward.out``) per model on the gated gradient. A bf16 input (the bf16
     products' output) is widened model by model in cache, and its gradient returned in bf16: no
-    ``[M, d]`` fp32 copy of it either way.
+    ``[M, d]`` fp32 copy of it either way. ``stride`` (the bf16 row layout): model g occupies
+    ``stride[g]`` rows, its ``seg[g]`` nodes first; pad rows get 0 in the output and the gradient.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor, running_var: Tensor,  # type: ignore[override]
-                seg: list, relu: bool, masks: Tensor | None, scale: float, momentum: float, eps: float) -> Tensor:
+                seg: list, stride: list, relu: bool, masks: Tensor | None, scale: float, momentum: float, eps: float) -> Tensor:
         x = x.contiguous()
         y = torch.empty(x.shape, dtype=weight.dtype, device=x.device)  # a bf16 input gives an fp32 output
         G, d = weight.shape
@@ -204,7 +206,9 @@ class _BatchNormReluDropout(torch.autograd.Function):
         means, invstds = weight.new_empty(G, d), weight.new_empty(G, d)
         a0 = 0
         with torch.no_grad():
-            for g, n in enumerate(seg):
+            for g, (n, rows) in enumerate(zip(seg, stride)):
+                if rows > n:
+                    y[a0 + n:a0 + rows].zero_()
                 yg = y[a0:a0 + n]
                 _aten.native_batch_norm.out(x[a0:a0 + n].to(weight.dtype), w_s[g], b_s[g], running_mean[g], running_var[g],
                                             True, momentum, eps, out=yg, save_mean=means[g], save_invstd=invstds[g])
@@ -212,10 +216,10 @@ class _BatchNormReluDropout(torch.autograd.Function):
                     yg.clamp_min_(0)
                 if masks is not None:
                     yg.mul_(masks[a0:a0 + n])
-                a0 += n
+                a0 += rows
         keep = masks if (masks is not None and not relu) else None  # after a ReLU the output is the gate
         ctx.save_for_backward(x, y, w_s, means, invstds, keep)
-        ctx.seg, ctx.scale, ctx.relu, ctx.eps = seg, scale, relu, eps
+        ctx.seg, ctx.stride, ctx.scale, ctx.relu, ctx.eps = seg, stride, scale, relu, eps
         return y
 
     @staticmethod
@@ -226,7 +230,9 @@ class _BatchNormReluDropout(torch.autograd.Function):
         cast = x.dtype != w_s.dtype
         gw, gb = torch.empty_like(w_s), torch.empty_like(w_s)
         a0 = 0
-        for g, n in enumerate(ctx.seg):
+        for g, (n, rows) in enumerate(zip(ctx.seg, ctx.stride)):
+            if rows > n:
+                gx[a0 + n:a0 + rows].zero_()
             gg = grad[a0:a0 + n]
             if ctx.relu:
                 gg = _aten.threshold_backward(gg, y[a0:a0 + n], 0)
@@ -238,9 +244,9 @@ class _BatchNormReluDropout(torch.autograd.Function):
                                                  [True, True, True], out0=gxg, out1=gw[g], out2=gb[g])
             if cast:
                 gx[a0:a0 + n] = gxg
-            a0 += n
+            a0 += rows
         s = ctx.scale
-        return gx, gw.mul_(s), gb.mul_(s), None, None, None, None, None, None, None, None
+        return gx, gw.mul_(s), gb.mul_(s), None, None, None, None, None, None, None, None, None
 
 
 def _operator_pair(rows: Tensor, cols: Tensor, vals: Tensor, shape: tuple[int, int]) -> tuple[Tensor, Tensor | None]:
@@ -310,7 +316,27 @@ def _sparse_product(x: Tensor, S: Tensor, St: Tensor, relu_out: bool = False) ->
 BF16_ROW_BUCKET = 64
 
 
+#: In the bf16 row layout (:func:`bf16_rows`) a model of up to this many rows is padded to a multiple
+#: of :data:`BF16_TAIL_STEP` rows, a larger one to a multiple of :data:`BF16_ROW_BUCKET`. Why the
+#: bound: every aligned row count is a compiled shape of its own, so this keeps a run's shapes to
+#: at most 64 + (rows / 64) per product (oneDNN caches 1,024 primitives); training batches of small
+#: molecules (~770 rows per model at batch 32) stay on the fine grid.
+BF16_FINE_ROWS = 1024
+
+
+def bf16_rows(n: int) -> int:
+    """Rows a model with ``n`` nodes occupies in the padded bf16 layout of the sparse kernels: ``n``
+    rounded up to a multiple of 16 (up to :data:`BF16_FINE_ROWS`) or of 64 rows, so each of its bf16
+    products is one call on a cached shape, in place (no tail tile, no copies)."""
+    q = BF16_TAIL_STEP if n <= BF16_FINE_ROWS else BF16_ROW_BUCKET
+    return -(-n // q) * q
+
+
 def _head_tail(n: int) -> tuple[int, int]:
+    """A bf16 product's rows as a head of whole :data:`BF16_ROW_BUCKET` blocks and a tail tile; an
+    aligned row count (:func:`bf16_rows`) is all head: one product."""
+    if bf16_rows(n) == n:
+        return n, 0
     head = n // BF16_ROW_BUCKET * BF16_ROW_BUCKET
     return head, n - head
 
@@ -378,7 +404,12 @@ class _PerModelLinear(torch.autograd.Function):
                     torch.mm(xg[r:e], wc[g].t(), out=out[a + r:a + e])
                 else:
                     torch.addmm(bc[g], xg[r:e], wc[g].t(), out=out[a + r:a + e])
-            if tail:
+            if tail and tail % BF16_TAIL_STEP == 0:  # already a tile's shape (padded rows): in place
+                if bc is None:
+                    torch.mm(xg[head:], wc[g].t(), out=out[a + head:a + n])
+                else:
+                    torch.addmm(bc[g], xg[head:], wc[g].t(), out=out[a + head:a + n])
+            elif tail:
                 prod = torch.mm(_tile(xg[head:]), wc[g].t()) if bc is None else torch.addmm(bc[g], _tile(xg[head:]), wc[g].t())
                 out[a + head:a + n] = prod[:tail]
             xcs.append(xg)
@@ -410,7 +441,14 @@ class _PerModelLinear(torch.autograd.Function):
                 if gxg is not None:
                     torch.mm(gg[:head], wc[g], out=gxg[:head])
                 torch.mm(gg[:head].t(), xg[:head], out=gw[g])
-            if tail:
+            if tail and tail % BF16_TAIL_STEP == 0:  # already a tile's shape: in place
+                if gxg is not None:
+                    torch.mm(gg[head:], wc[g], out=gxg[head:])
+                if head:
+                    gw[g].addmm_(gg[head:].t(), xg[head:])
+                else:
+                    torch.mm(gg[head:].t(), xg[head:], out=gw[g])
+            elif tail:
                 gt, xt = _tile(gg[head:]), _tile(xg[head:])
                 if gxg is not None:
                     gxg[head:] = torch.mm(gt, wc[g])[:tail]
@@ -526,7 +564,7 @@ class StackedGraphPred(nn.Module):
             raise ValueError("exact=False needs equal rows per model: collate with padded=True")
         # rows each model occupies in the flat node tensor (padded: Nmax each; else its node count)
         seg = [fb.nmax] * G if fb.padded else fb.counts.tolist()
-        self._seg = seg
+        self._seg = self._rows = seg
         seg_t = torch.tensor(seg, device=dev)
         noff = seg_t.cumsum(0) - seg_t
         M = int(seg_t.sum())
@@ -571,9 +609,22 @@ class StackedGraphPred(nn.Module):
         #: the layers' BatchNorm + ReLU + dropout as one node (sparse kernels, training, CPU); it takes
         #: the bf16 products' output as it is
         self._bn_node = self.kernels == "sparse" and self.training and dev.type == "cpu"
+        #: bf16 row layout (sparse kernels on CPU, GIN/GCN/GraphSAGE, JK "last"): model g's nodes
+        #: followed by pad rows up to bf16_rows(n_g), so every bf16 product is one in-place call on a
+        #: cached shape (measured 1.06x per GIN MLP against head blocks + copied tail tiles). Pad rows
+        #: are in no operator's rows or columns: the aggregation gives them 0, BatchNorm skips them
+        #: (its output and input gradient there are 0), pooling never reads them.
+        pos, Mp = None, M
+        if tables and self.amp and dev.type == "cpu" and self.JK == "last" and not fb.padded:
+            stride = [bf16_rows(n) for n in seg]
+            stride_t = torch.tensor(stride, device=dev)
+            pos = torch.arange(M, device=dev) + (stride_t.cumsum(0) - stride_t - noff)[node_model]
+            Mp = int(stride_t.sum())
+            self._seg = stride
         if tables:
-            self._agg = self._aggregation_operator(row, col, bond_idx, dir_idx, G, M, ftype)
-            self._agg0 = self._input_operator(row, col, bond, direction, edge_model, node_model, fb.x, G, M, ftype)
+            r_, c_ = (row, col) if pos is None else (pos[row], pos[col])
+            self._agg = self._aggregation_operator(r_, c_, bond_idx, dir_idx, G, Mp, ftype)
+            self._agg0 = self._input_operator(row, col, bond, direction, edge_model, node_model, fb.x, G, M, ftype, pos, Mp)
         #: sparse kernels, GAT: each model's edges in its own numbering (attention model by model, below)
         self._gat_blocks = None
         if self.kernels == "sparse" and self.gnn_type == "gat":
@@ -623,10 +674,10 @@ class StackedGraphPred(nn.Module):
         B = fb.num_graphs
         reduce = {"mean": "mean", "sum": "sum", "max": "max"}[self.graph_pooling]
         if self.kernels == "sparse" and reduce != "max":
-            pooled = _sparse_product(rep, *self._pooling_operator(fb, G * B, M, reduce, rep.dtype))
+            pooled = _sparse_product(rep, *self._pooling_operator(fb, G * B, M, reduce, rep.dtype, pos, Mp))
         else:
             pooled = scatter(rep, fb.graph_index, dim=0, dim_size=G * B + 1, reduce=reduce)[: G * B]
-        self._seg = [B] * G
+        self._seg = self._rows = [B] * G
         return self._dense(pooled, "graph_pred_linear", sl).view(G, B, -1)
 
     # ----------------------------------------------------------------------- sparse operators
@@ -660,7 +711,8 @@ class StackedGraphPred(nn.Module):
         return n + (NUM_BOND_TYPE + NUM_BOND_DIRECTION if self.gnn_type == "gin" else 0)
 
     def _input_operator(self, row: Tensor, col: Tensor, bond: Tensor, direction: Tensor, edge_model: Tensor,
-                        node_model: Tensor, x: Tensor, G: int, M: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+                        node_model: Tensor, x: Tensor, G: int, M: int, dtype: torch.dtype, pos: Tensor | None = None,
+                        out_rows: int | None = None) -> tuple[Tensor, Tensor]:
         """``A0 [M, G*R]`` such that layer 0's first dense output is ``A0 @ [T_g; b_g]`` per model, with
         ``T_g`` = model g's embedding tables times its first weight matrix (R = table rows + 1 bias row).
 
@@ -690,7 +742,9 @@ class StackedGraphPred(nn.Module):
             cols = torch.cat([base + x[:, 0], base + NUM_ATOM_TYPE + x[:, 1], bias_col])
             rows = torch.cat([nodes, nodes, nodes])
             vals = torch.cat([ones_n, ones_n, ones_n])
-        return _operator_pair(rows, cols, vals, (M, G * R))
+        if pos is not None:  # the bf16 row layout: node i's row is pos[i] of out_rows
+            rows = pos[rows]
+        return _operator_pair(rows, cols, vals, (M if out_rows is None else out_rows, G * R))
 
     def _conv0(self, pre: str, sl: slice, G: int, w1: Tensor, w2: Tensor, e1: Tensor, e2: Tensor) -> Tensor:
         """Layer 0 of the sparse kernels through :meth:`_input_operator` (GIN: the whole layer;
@@ -714,16 +768,17 @@ class StackedGraphPred(nn.Module):
         return F.normalize(out, p=2, dim=-1) if self.gnn_type == "graphsage" else out
 
     @staticmethod
-    def _pooling_operator(fb: FusedBatch, num_graphs: int, M: int, reduce: str, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    def _pooling_operator(fb: FusedBatch, num_graphs: int, M: int, reduce: str, dtype: torch.dtype,
+                          pos: Tensor | None = None, in_rows: int | None = None) -> tuple[Tensor, Tensor]:
         """``P [G*B, M]``: graph readout (sum or mean over each graph's nodes) as a product."""
         gi = fb.graph_index
         keep = gi < num_graphs  # pads belong to no graph
-        rows, cols = gi[keep], torch.arange(M, device=gi.device)[keep]
+        rows, cols = gi[keep], (torch.arange(M, device=gi.device) if pos is None else pos)[keep]
         w = torch.ones(rows.numel(), dtype=dtype, device=gi.device)
         if reduce == "mean":
             n = torch.zeros(num_graphs, dtype=dtype, device=gi.device).index_add_(0, rows, w)
             w = 1.0 / n.clamp(min=1)[rows]
-        return _operator_pair(rows, cols, w, (num_graphs, M))
+        return _operator_pair(rows, cols, w, (num_graphs, M if in_rows is None else in_rows))
 
     # -------------------------------------------------------------------------------- layers
     def _dense(self, x: Tensor, name: str, sl: slice, keep_bf16: bool = False, relu_out: bool = False,
@@ -872,14 +927,14 @@ class StackedGraphPred(nn.Module):
             gens = self.dropout_generators[sl] if self.dropout_generators is not None else [None] * len(self._seg)
             masks = torch.empty_like(h)
             a = 0
-            for n, gen in zip(self._seg, gens):
+            for n, rows, gen in zip(self._rows, self._seg, gens):  # real rows only: a run's draws
                 if _keep_bits(n, h.size(1), 1 - p, gen, out=masks[a:a + n]) is None:
                     masks = None  # keep probability 1 to the resolution of the bits: no dropout
                     break
-                a += n
+                a += rows
             if masks is not None:
                 scale = 1.0 / (1 - p)
-        return _BatchNormReluDropout.apply(h, weight, bias, rm, rv, list(self._seg), layer < self.num_layer - 1, masks,
+        return _BatchNormReluDropout.apply(h, weight, bias, rm, rv, list(self._rows), list(self._seg), layer < self.num_layer - 1, masks,
                                            scale, _BN_MOMENTUM, _BN_EPS)
 
     def _dropout(self, h: Tensor, sl: slice) -> Tensor:

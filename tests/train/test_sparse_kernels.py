@@ -105,6 +105,10 @@ def test_bf16_step_stays_close_to_exact_bf16(bace, store):
     err_sparse = max((b.grad - t.grad).abs().max() for b, t in zip(sparse.parameters(), fp32.parameters()))
     assert all(p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in sparse.parameters())
     assert err_sparse <= max(1.5 * err_exact, 0.02 * scale), (float(err_sparse), float(err_exact), float(scale))
+    # evaluation in the padded bf16 rows: the exact bf16 kernels' logits to bf16 rounding
+    exact.eval(), sparse.eval()
+    batch = eval_batches(bace, "valid", 256)[0]
+    torch.testing.assert_close(sparse(FusedBatch.replicate(batch, 2)), exact(FusedBatch.replicate(batch, 2)), rtol=2e-2, atol=2e-2)
 
 
 def test_per_model_linear_and_sparse_product_gradients():
@@ -174,11 +178,12 @@ def test_keep_mask_distribution_and_determinism():
     assert torch.equal(a, _keep_mask(50, 30, 0.5, torch.Generator().manual_seed(7), torch.float32))
 
 
-@pytest.mark.parametrize("kernels", ["sparse", "exact"])
-def test_training_does_not_depend_on_group_or_position(bace, store, kernels):
+@pytest.mark.parametrize("kernels,amp", [("sparse", False), ("exact", False), ("sparse", True)])
+def test_training_does_not_depend_on_group_or_position(bace, store, kernels, amp):
     """A full epoch (its last batch partial) with the paper's dropout: seed 2 trained at position 2 of
     a group of 4 and at position 1 of a group of 2 ends bit-equal. (The per-model loss makes the
-    partial batch position-independent; see ``_per_model_loss``.)"""
+    partial batch position-independent; see ``_per_model_loss``.) In bf16 too, where each model's
+    rows are padded (the bf16 row layout): a model's pads depend on its own node count only."""
     cfg = FinetuneConfig(dropout=0.5, **SMALL)
 
     def train(seeds):
@@ -187,7 +192,7 @@ def test_training_does_not_depend_on_group_or_position(bace, store, kernels):
             seed_everything(s)
             models.append(build_model(bace, cfg))
             states.append(torch.get_rng_state())
-        st = StackedGraphPred(models, kernels=kernels)
+        st = StackedGraphPred(models, kernels=kernels, amp=amp)
         st.dropout_generators = [torch.Generator() for _ in seeds]
         for gen, state in zip(st.dropout_generators, states):
             gen.set_state(state)
@@ -236,7 +241,9 @@ def test_kernel_choice(bace):
 def test_batchnorm_relu_dropout_node_equals_torch_ops():
     """The sparse kernels' one-node BatchNorm + ReLU + dropout: the same output and running statistics
     as ``F.batch_norm`` + ``relu`` + ``mask * scale`` model by model, and its backward against
-    finite differences (float64), with a ReLU (gate from the output) and without (gate from the mask)."""
+    finite differences (float64), with a ReLU (gate from the output) and without (gate from the mask);
+    in the bf16 row layout too (each model's nodes followed by pad rows): pad rows are 0 in the output
+    and the input gradient, whatever they hold, and never reach the statistics."""
     import torch.nn.functional as F
 
     from gnnpretrain.nn.stacked import _BatchNormReluDropout
@@ -244,24 +251,29 @@ def test_batchnorm_relu_dropout_node_equals_torch_ops():
     torch.manual_seed(0)
     seg, d = [37, 50, 41], 16
     for relu in (True, False):
-        x = (torch.randn(sum(seg), d, dtype=torch.float64) * 3 + 5).requires_grad_()
-        w = torch.rand(3, d, dtype=torch.float64).add_(0.5).requires_grad_()
-        b = torch.randn(3, d, dtype=torch.float64).requires_grad_()
-        masks = (torch.rand(sum(seg), d) < 0.5).double()
-        rm, rv = torch.zeros(3, d, dtype=torch.float64), torch.ones(3, d, dtype=torch.float64)
-        got = _BatchNormReluDropout.apply(x, w, b, rm, rv, seg, relu, masks, 2.0, 0.1, 1e-5)
-        ref_rm, ref_rv, want = rm.new_zeros(3, d), rv.new_ones(3, d), []
-        for g, (xg, mg) in enumerate(zip(x.split(seg), masks.split(seg))):
-            z = F.batch_norm(xg, ref_rm[g], ref_rv[g], w[g], b[g], True, 0.1, 1e-5)
-            want.append((F.relu(z) if relu else z) * mg * 2.0)
-        torch.testing.assert_close(got, torch.cat(want))
-        torch.testing.assert_close(rm, ref_rm)
-        torch.testing.assert_close(rv, ref_rv)
+        for stride in (seg, [48, 64, 41]):
+            x = (torch.randn(sum(stride), d, dtype=torch.float64) * 3 + 5).requires_grad_()
+            w = torch.rand(3, d, dtype=torch.float64).add_(0.5).requires_grad_()
+            b = torch.randn(3, d, dtype=torch.float64).requires_grad_()
+            masks = (torch.rand(sum(stride), d) < 0.5).double()
+            rm, rv = torch.zeros(3, d, dtype=torch.float64), torch.ones(3, d, dtype=torch.float64)
+            got = _BatchNormReluDropout.apply(x, w, b, rm, rv, seg, stride, relu, masks, 2.0, 0.1, 1e-5)
+            ref_rm, ref_rv, want = rm.new_zeros(3, d), rv.new_ones(3, d), []
+            for g, (xg, mg) in enumerate(zip(x.split(stride), masks.split(stride))):
+                z = F.batch_norm(xg[:seg[g]], ref_rm[g], ref_rv[g], w[g], b[g], True, 0.1, 1e-5)
+                want.append(torch.cat([(F.relu(z) if relu else z) * mg[:seg[g]] * 2.0, z.new_zeros(stride[g] - seg[g], d)]))
+            torch.testing.assert_close(got, torch.cat(want))
+            torch.testing.assert_close(rm, ref_rm)
+            torch.testing.assert_close(rv, ref_rv)
 
-        def node(x, w, b):
-            return _BatchNormReluDropout.apply(x, w, b, rm.clone(), rv.clone(), seg, relu, masks, 2.0, 0.1, 1e-5)
+            def node(x, w, b):
+                return _BatchNormReluDropout.apply(x, w, b, rm.clone(), rv.clone(), seg, stride, relu, masks, 2.0, 0.1, 1e-5)
 
-        assert torch.autograd.gradcheck(node, (x, w, b))
+            assert torch.autograd.gradcheck(node, (x, w, b))
+            x.grad = None
+            node(x, w, b).backward(torch.randn(sum(stride), d, dtype=torch.float64))
+            pads = torch.cat([torch.arange(a + n, a + r) for a, n, r in zip([0, 48, 112], seg, stride)])
+            assert pads.numel() == (0 if stride is seg else 25) and x.grad[pads].eq(0).all()
 
 
 def test_relu_between_products_is_relu():
