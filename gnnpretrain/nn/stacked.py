@@ -889,10 +889,9 @@ class StackedGraphPred(nn.Module):
             # separate run. Adam turns gradient noise of parameters whose true gradient is ~0 (the
             # bias before a BatchNorm) into full-size steps, so anything short of bit-equal
             # gradients drifts apart within a few dozen steps.
-            return torch.cat([
-                F.batch_norm(hg, rm[g], rv[g], wg, bg, self.training, _BN_MOMENTUM, _BN_EPS)
-                for g, (hg, wg, bg) in enumerate(zip(h.split(self._seg), weight.unbind(0), bias.unbind(0)))
-            ])
+            outs = [F.batch_norm(hg, rm[g], rv[g], wg, bg, self.training, _BN_MOMENTUM, _BN_EPS)
+                    for g, (hg, wg, bg) in enumerate(zip(h.split(self._seg), weight.unbind(0), bias.unbind(0)))]
+            return outs[0] if len(outs) == 1 else torch.cat(outs)  # one model (CPU evaluation): no copy
         G = weight.size(0)
         x = h.view(G, -1, h.size(-1))
         weight, bias = weight.unsqueeze(1), bias.unsqueeze(1)
