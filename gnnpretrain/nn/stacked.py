@@ -429,10 +429,13 @@ class _PerModelLinear(torch.autograd.Function):
         grad = grad.contiguous()
         gx = torch.empty((grad.size(0), wc.size(2)), dtype=xd, device=grad.device) if ctx.needs_input_grad[0] else None
         gw = torch.empty_like(wc)
-        gb = None if bd is None else torch.stack([gg.sum(0, dtype=torch.float32) for gg in grad.split(ctx.seg)])
+        # bias gradients summed in fp32, each model's while its rows are in cache for its products
+        gb = None if bd is None else torch.empty((len(ctx.seg), wc.size(1)), dtype=torch.float32, device=grad.device)
         a = 0
         for g, n in enumerate(ctx.seg):
             xg = xcs[g]
+            if gb is not None:
+                torch.sum(grad[a:a + n], 0, dtype=torch.float32, out=gb[g])
             gg = grad[a:a + n].to(dt)  # model by model, as the forward's casts (a no-op without one)
             # the input gradient in the compute dtype: straight into gx when the dtypes agree
             gxg = None if gx is None else (gx[a:a + n] if xd == dt else torch.empty((n, wc.size(2)), dtype=dt, device=grad.device))
