@@ -126,7 +126,7 @@ def _measure_floor(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     from gnnpretrain.nn.input import NUM_ATOM_TYPE, NUM_BOND_DIRECTION, NUM_BOND_TYPE, NUM_CHIRALITY_TAG
-    from gnnpretrain.nn.stacked import BF16_ROW_BUCKET, BF16_TAIL_STEP, _head_tail, bf16_rows
+    from gnnpretrain.nn.stacked import BF16_ROW_BUCKET, BF16_TAIL_STEP, bf16_rows
     from gnnpretrain.utils import seed_everything
 
     api = _api()
@@ -163,7 +163,9 @@ def _measure_floor(spec: dict) -> dict:
             return [(0, n)]
         if rows == "nodes" and fused_layout:  # the bf16 row layout: each model's nodes padded, one product
             return [(0, bf16_rows(n))]
-        head, tail = _head_tail(n)  # whole blocks, then the tail's zero-padded tile
+        # an aligned row count is one product; else whole blocks, then the tail's zero-padded tile
+        head = n if bf16_rows(n) == n else n // BF16_ROW_BUCKET * BF16_ROW_BUCKET
+        tail = n - head
         tile = -(-tail // BF16_TAIL_STEP) * BF16_TAIL_STEP
         return ([(0, head)] if head else []) + ([(head, head + tile)] if tail else [])
 
