@@ -57,7 +57,7 @@ from torch_geometric.utils import scatter, softmax
 
 from gnnpretrain.nn.input import NUM_ATOM_TYPE, NUM_BOND_DIRECTION, NUM_BOND_TYPE, NUM_CHIRALITY_TAG, SELF_LOOP_BOND_TYPE
 
-__all__ = ["FusedBatch", "StackedGraphPred", "unsupported_reason", "SUPPORTED_GNN_TYPES", "SUPPORTED_POOLINGS", "KERNELS"]
+__all__ = ["FusedBatch", "StackedGraphPred", "unsupported_reason", "bf16_rows", "SUPPORTED_GNN_TYPES", "SUPPORTED_POOLINGS", "KERNELS"]
 
 SUPPORTED_GNN_TYPES = ("gin", "gcn", "graphsage", "gat")
 SUPPORTED_POOLINGS = ("sum", "mean", "max")
