@@ -167,6 +167,31 @@ def test_bf16_blocks_equal_unpadded_products():
         torch.testing.assert_close(got, want, rtol=2e-2, atol=5e-2)
 
 
+def test_bf16_rows_and_aligned_products():
+    """The padded bf16 layout: rows round up to 16 (up to 1,024 nodes) or 64, never down, and a model
+    whose rows are aligned runs as one product that equals the per-model bf16 linear, both ways."""
+    from gnnpretrain.nn.stacked import bf16_rows
+
+    for n in (1, 15, 16, 17, 700, 1024, 1025, 3000):
+        r = bf16_rows(n)
+        assert r >= n and r - n < (16 if n <= 1024 else 64) and r % (16 if n <= 1024 else 64) == 0
+        assert bf16_rows(r) == r
+    torch.manual_seed(0)
+    seg = [bf16_rows(n) for n in (50, 700, 1030)]  # 64, 704, 1088
+    x = torch.randn(sum(seg), 16, requires_grad=True)
+    w, b = torch.randn(3, 8, 16, requires_grad=True), torch.randn(3, 8, requires_grad=True)
+    out = _PerModelLinear.apply(x, w, b, seg, torch.bfloat16, torch.float32)
+    xr, wr, br = (t.detach().clone().requires_grad_() for t in (x, w, b))
+    ref = torch.cat([torch.nn.functional.linear(xg.bfloat16(), wg.bfloat16(), bg.bfloat16()).float()
+                     for xg, wg, bg in zip(xr.split(seg), wr, br)])
+    torch.testing.assert_close(out, ref, rtol=1e-2, atol=1e-2)
+    g = torch.randn_like(out)
+    out.backward(g)
+    ref.backward(g)
+    for got, want in ((x.grad, xr.grad), (w.grad, wr.grad), (b.grad, br.grad)):
+        torch.testing.assert_close(got, want, rtol=2e-2, atol=5e-2)
+
+
 def test_keep_mask_distribution_and_determinism():
     gen = torch.Generator().manual_seed(0)
     for keep in (0.5, 0.9, 0.1):
