@@ -18,6 +18,7 @@ import argparse
 import importlib.util
 import json
 import statistics
+import os
 import sys
 import time
 from pathlib import Path
@@ -42,10 +43,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--gnn-type", default="gin", choices=("gin", "gcn", "graphsage", "gat"))
     p.add_argument("--groups", type=int, default=10)
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    p.add_argument("--steps", type=int, default=15, help="steps per version (the first 3 are warm-up)")
+    p.add_argument("--steps", type=int, default=15, help="steps per version, warm-up included")
+    p.add_argument("--warmup", type=int, default=3,
+                   help="untimed first steps (bf16: more than an epoch's steps, so both versions have compiled "
+                        "their oneDNN shapes)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
+    if not 0 <= args.warmup < args.steps:
+        p.error(f"--warmup must be below --steps ({args.steps}), got {args.warmup}")
 
     import torch
 
@@ -89,11 +95,12 @@ def main(argv: list[str] | None = None) -> dict:
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
             opt.step()
-            if i >= 3:
+            if i >= args.warmup:
                 per[key].append((time.process_time() - c) / int(fb.counts.sum()) * 1e6)
     ratios = [o / n for o, n in zip(per["old"], per["new"])]
     out = {"hardware": hardware.describe(), "gnn_type": args.gnn_type, "dataset": args.dataset,
-           "precision": args.precision, "groups": G, "steps": args.steps,
+           "precision": args.precision, "groups": G, "steps": args.steps, "warmup": args.warmup,
+           "load_average": list(os.getloadavg()),
            "us_per_node": {k: {"median": statistics.median(v), "min": min(v)} for k, v in per.items()},
            "old_over_new": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}}
     print(f"hardware: {out['hardware']}")
