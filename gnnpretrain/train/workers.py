@@ -44,6 +44,7 @@ def die_with_parent(parent_pid: int) -> None:
     SIGTERM unwinds with SystemExit and marks the worker as stopping; SIGINT is the parent's."""
     signal.signal(signal.SIGTERM, _on_stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _unblock_sigterm()  # blocked across the fork (parallel_map); our handler is in place now
     armed = False
     if sys.platform.startswith("linux"):
         try:
@@ -64,6 +65,11 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def _unblock_sigterm() -> None:
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def is_stopping() -> bool:
     """True in a worker that was told to stop (SIGTERM): it should exit at once, not wait for work."""
     return _stopping
@@ -77,6 +83,8 @@ def worker_init(threads: int = 1, parent_pid: int | None = None, initializer: Ca
 
     if parent_pid is not None:
         die_with_parent(parent_pid)
+    else:
+        _unblock_sigterm()
     torch.set_num_threads(threads)
     if initializer is not None:
         initializer(*initargs)
@@ -113,7 +121,19 @@ def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], processes: int,
                                initargs=(threads, os.getpid(), initializer, initargs))
     try:
         with sigterm_raises():
-            pending = {pool.submit(_call, fn, k, item) for k, item in enumerate(items)}
+            # The workers are forked during the first submit. SIGTERM stays blocked across the forks:
+            # a worker stopped before its initializer has run would otherwise run this process's
+            # Python handler (ours, or one a library such as Ray installed) on its copy of this
+            # process's stack — seen as a pytest worker reporting a test it was not running. The
+            # worker unblocks it once its own handler is in place (die_with_parent); a SIGTERM to
+            # this process meanwhile is delivered when the mask is restored.
+            masked = hasattr(signal, "pthread_sigmask")
+            old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}) if masked else None
+            try:
+                pending = {pool.submit(_call, fn, k, item) for k, item in enumerate(items)}
+            finally:
+                if masked:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:

@@ -69,6 +69,37 @@ def test_an_error_in_a_worker_stops_the_pool_at_once():
     assert time.time() - t0 < 20  # the sleeping items were terminated, not awaited
 
 
+def _sigterm_blocked(_: int) -> bool:
+    import signal
+
+    return signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+_AT_FORK: dict = {}
+
+
+def _record_mask_at_fork() -> None:  # runs in every forked child of this test process, first thing
+    _AT_FORK["blocked"] = _sigterm_blocked(0)
+
+
+def _blocked_at_fork(_: int) -> bool:
+    return _AT_FORK.get("blocked")
+
+
+def test_sigterm_is_blocked_only_across_the_forks():
+    """Workers are forked with SIGTERM blocked (so one stopped before its initializer cannot run the
+    parent's handler on its copy of the parent's stack); the worker unblocks it once its own handler
+    is in place, and the parent's mask is restored."""
+    import signal
+
+    assert not _sigterm_blocked(0)
+    os.register_at_fork(after_in_child=_record_mask_at_fork)
+    assert [r for _, r in parallel_map(_blocked_at_fork, [0, 1], 2)] == [True, True]  # across the fork
+    assert [r for _, r in parallel_map(_sigterm_blocked, [0, 1], 2)] == [False, False]  # then unblocked
+    assert [r for _, r in parallel_map(_sigterm_blocked, [0], 1, context="spawn")] == [False]
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
 def test_a_caller_that_stops_early_leaves_no_worker():
     it = parallel_map(_square, list(range(50)), 2)
     k, (pid, _) = next(it)
