@@ -150,11 +150,8 @@ def test_operator_pair_is_the_summed_matrix_and_its_transpose():
     assert St0 is None and torch.equal(S0.to_dense(), S.to_dense())
 
 
-def test_bf16_blocks_equal_unpadded_products():
-    """Rows padded to the block height (a 64-row head, a tail tile of 16/32/48/64 rows) compute what
-    the unpadded per-model bf16 linear does, forward and backward: no padding row leaks in."""
-    torch.manual_seed(0)
-    seg = [70, 3, 129, 104, 127]  # tails 6, 3, 1, 40 (a 48-row tile), 63 (a 64-row tile)
+def _assert_bf16_linear_equals_per_model(seg: list) -> None:
+    """``_PerModelLinear`` in bf16 on rows ``seg`` against each model's own bf16 ``F.linear``, both ways."""
     x = torch.randn(sum(seg), 16, requires_grad=True)
     w, b = torch.randn(len(seg), 8, 16, requires_grad=True), torch.randn(len(seg), 8, requires_grad=True)
     out = _PerModelLinear.apply(x, w, b, seg, torch.bfloat16, torch.float32)
@@ -169,6 +166,14 @@ def test_bf16_blocks_equal_unpadded_products():
         torch.testing.assert_close(got, want, rtol=2e-2, atol=5e-2)
 
 
+def test_bf16_blocks_equal_unpadded_products():
+    """Rows padded to the block height (a 64-row head, a tail tile of 16/32/48/64 rows) compute what
+    the unpadded per-model bf16 linear does, forward and backward: no padding row leaks in."""
+    torch.manual_seed(0)
+    seg = [70, 3, 129, 104, 127]  # tails 6, 3, 1, 40 (a 48-row tile), 63 (a 64-row tile)
+    _assert_bf16_linear_equals_per_model(seg)
+
+
 def test_bf16_rows_and_aligned_products():
     """The padded bf16 layout: rows round up to 16 (up to 1,024 nodes) or 64, never down, and a model
     whose rows are aligned runs as one product that equals the per-model bf16 linear, both ways."""
@@ -180,18 +185,7 @@ def test_bf16_rows_and_aligned_products():
         assert bf16_rows(r) == r
     torch.manual_seed(0)
     seg = [bf16_rows(n) for n in (50, 700, 1030)]  # 64, 704, 1088
-    x = torch.randn(sum(seg), 16, requires_grad=True)
-    w, b = torch.randn(3, 8, 16, requires_grad=True), torch.randn(3, 8, requires_grad=True)
-    out = _PerModelLinear.apply(x, w, b, seg, torch.bfloat16, torch.float32)
-    xr, wr, br = (t.detach().clone().requires_grad_() for t in (x, w, b))
-    ref = torch.cat([torch.nn.functional.linear(xg.bfloat16(), wg.bfloat16(), bg.bfloat16()).float()
-                     for xg, wg, bg in zip(xr.split(seg), wr, br)])
-    torch.testing.assert_close(out, ref, rtol=1e-2, atol=1e-2)
-    g = torch.randn_like(out)
-    out.backward(g)
-    ref.backward(g)
-    for got, want in ((x.grad, xr.grad), (w.grad, wr.grad), (b.grad, br.grad)):
-        torch.testing.assert_close(got, want, rtol=2e-2, atol=5e-2)
+    _assert_bf16_linear_equals_per_model(seg)
 
 
 def test_keep_mask_distribution_and_determinism():
